@@ -174,4 +174,3 @@ TABLES: dict[str, Table] = {
 
 TABLE_ORDER: tuple[str, ...] = tuple(TABLES)
 FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
-

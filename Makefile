@@ -1,0 +1,48 @@
+# EQSMS Risk. `make help` lists the targets. Paths and parameters live in features/settings.py (EQSMS_* env vars).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+EQSMS := $(VENV)/bin/eqsms
+STAMP := $(VENV)/.installed
+
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: help install run test lint format bench-features sample-data clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	python3 -m uv venv --quiet --allow-existing --python 3.11 $(VENV)
+	python3 -m uv pip install --quiet --python $(PY) --compile-bytecode -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned stack (uv, bytecode compiled)
+
+run: $(STAMP) ## the main job on the embedded defaults: validate the sample world, build the three datasets
+	$(EQSMS) validate
+	$(EQSMS) features build
+
+test: $(STAMP) ## lint, then the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
+	$(PY) benchmarks/features.py
+
+sample-data: $(STAMP) ## regenerate the committed sample world in data_samples/world
+	$(EQSMS) generate
+
+clean: ## remove outputs (eqsms_work, benchmark results), keep .venv
+	rm -rf eqsms_work benchmarks/results

@@ -1,0 +1,263 @@
+"""Point-in-time datasets for the three targets, and the same rows for serving.
+
+One function a target (DESIGN.md, "The three targets"):
+
+- ``defect_risk``: a milestone, scored ``horizon_days`` before its planned date; label ``first_pass_failed``.
+- ``delay``: the same rows; labels ``slip_days`` and ``late`` (slip above the tolerance).
+- ``churn``: a client at a project's handover (``as_of = actual_end``); label ``churned``: no new award within
+  ``churn_window_days``. Handovers whose window is not over at the data's latest fact are not labelled.
+
+``milestone_rows`` and ``churn_rows`` compute the features of open milestones / a project's client at any
+``as_of`` for serving, through the very same feature families.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.families import MILESTONE_FAMILIES, PROJECT_FAMILIES, Context, compute
+from features.settings import Settings
+
+TARGETS = ("defect_risk", "delay", "churn")
+MILESTONE_IDS = ["milestone_id", "project_id"]
+CHURN_NEEDS = {"projects": ("client_id", "awarded_on", "actual_end")}
+
+
+class TargetUnavailable(Exception):
+    """The data cannot label this target (for example churn without client ids); the message says what is missing."""
+
+
+@dataclass
+class Dataset:
+    """One target's rows: ids, ``as_of``, labels and features, with the fingerprint of what built them."""
+
+    target: str
+    frame: pd.DataFrame
+    id_columns: list[str]
+    label_columns: list[str]
+    feature_columns: list[str]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c for c in self.feature_columns if isinstance(self.frame[c].dtype, pd.CategoricalDtype)]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    def describe(self) -> str:
+        window = self.meta["as_of_window"]
+        return (
+            f"{len(self.frame):,} rows, {len(self.feature_columns)} features, "
+            f"as_of {window[0]} .. {window[1]}, fingerprint {self.fingerprint[:12]}"
+        )
+
+
+@dataclass
+class BuildResult:
+    dataset: Dataset | None = None
+    error: str | None = None
+
+
+# Columns that record something that happened (plans such as planned_end may lie in the future).
+FACT_COLUMNS = {
+    "projects": ("awarded_on", "actual_end"),
+    "milestones": ("actual_date",),
+    "inspections": ("inspected_at", "closed_at"),
+    "resources": ("week_start",),
+    "complaints": ("received_at", "first_response_at", "resolved_at"),
+    "surveys": ("surveyed_at",),
+}
+
+
+def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The latest recorded event in the data: how fresh it is, and where churn's labelling window must end."""
+    latest = [
+        tables[table][col].max()
+        for table, cols in FACT_COLUMNS.items()
+        for col in cols
+        if table in tables and tables[table][col].notna().any()
+    ]
+    return max(latest) if latest else None
+
+
+def tables_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
+    """A hash of the validated tables' content (values, columns and order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        df = tables[name]
+        digest.update(f"{name}:{list(df.columns)}:{len(df)}".encode())
+        if len(df):
+            digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _finish(
+    target: str,
+    ctx: Context,
+    rows: pd.DataFrame,
+    features: pd.DataFrame,
+    *,
+    id_columns: list[str],
+    label_columns: list[str],
+    data_hash: str,
+) -> Dataset:
+    frame = pd.concat([rows[[*id_columns, "as_of", *label_columns]], features], axis=1).reset_index(drop=True)
+    feature_columns = list(features.columns)
+    params = {
+        k: getattr(ctx.settings, k)
+        for k in (
+            "horizon_days",
+            "late_tolerance_days",
+            "churn_window_days",
+            "short_window_days",
+            "long_window_days",
+            "recent_weeks",
+        )
+    }
+    window = [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())] if len(frame) else [None, None]
+    meta = {
+        "target": target,
+        "rows": len(frame),
+        "feature_columns": feature_columns,
+        "as_of_window": window,
+        "params": params,
+        "data_hash": data_hash,
+    }
+    meta["fingerprint"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+    return Dataset(target, frame, id_columns, label_columns, feature_columns, meta)
+
+
+def _milestone_base(ctx: Context, milestones: pd.DataFrame) -> pd.DataFrame:
+    """Reached milestones, each scored ``horizon_days`` before its planned date."""
+    reached = milestones[milestones["actual_date"].notna()].copy()
+    reached["as_of"] = reached["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
+    return reached.sort_values(["as_of", "milestone_id"], kind="stable")
+
+
+def defect_risk(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+    """Milestones whose first-pass acceptance is known; label ``first_pass_failed``."""
+    rows = _milestone_base(ctx, tables["milestones"])
+    rows = rows[rows["first_pass_accepted"].notna()].copy()
+    rows["first_pass_failed"] = (~rows["first_pass_accepted"].astype(bool)).astype("int8")
+    features = compute(ctx, rows, MILESTONE_FAMILIES)
+    return _finish(
+        "defect_risk",
+        ctx,
+        rows,
+        features,
+        id_columns=MILESTONE_IDS,
+        label_columns=["first_pass_failed"],
+        data_hash=data_hash,
+    )
+
+
+def delay(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+    """Reached milestones; labels ``slip_days`` (actual - planned) and ``late`` (slip above the tolerance)."""
+    rows = _milestone_base(ctx, tables["milestones"])
+    rows["slip_days"] = (rows["actual_date"] - rows["planned_date"]).dt.days.astype("float64")
+    rows["late"] = (rows["slip_days"] > ctx.settings.late_tolerance_days).astype("int8")
+    features = compute(ctx, rows, MILESTONE_FAMILIES)
+    return _finish(
+        "delay", ctx, rows, features, id_columns=MILESTONE_IDS, label_columns=["slip_days", "late"], data_hash=data_hash
+    )
+
+
+def churn_gaps(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Columns the churn target needs but the data lacks entirely."""
+    return [
+        f"{table}.{col}"
+        for table, cols in CHURN_NEEDS.items()
+        for col in cols
+        if col not in tables[table] or tables[table][col].isna().all()
+    ]
+
+
+def churn(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+    """Clients at each labelled handover; label ``churned``: no new award in the window after ``actual_end``."""
+    gaps = churn_gaps(tables)
+    if gaps:
+        raise TargetUnavailable(f"churn needs {', '.join(gaps)}, which the data does not have")
+    projects = tables["projects"]
+    window = pd.Timedelta(days=ctx.settings.churn_window_days)
+    snapshot = latest_fact(tables)
+    rows = projects[projects["actual_end"].notna() & projects["client_id"].notna()].copy()
+    rows["as_of"] = rows["actual_end"]
+    rows = rows[rows["as_of"] + window <= snapshot]
+    rows["churned"] = (~_awarded_within(projects, rows, window)).astype("int8")
+    rows = rows.sort_values(["as_of", "project_id"], kind="stable")
+    features = compute(ctx, rows, PROJECT_FAMILIES)
+    return _finish(
+        "churn",
+        ctx,
+        rows,
+        features,
+        id_columns=["project_id", "client_id"],
+        label_columns=["churned"],
+        data_hash=data_hash,
+    )
+
+
+def _awarded_within(projects: pd.DataFrame, rows: pd.DataFrame, window: pd.Timedelta) -> np.ndarray:
+    """Whether each row's client was awarded a project in ``(as_of, as_of + window]``."""
+    awards = projects.loc[projects["client_id"].notna() & projects["awarded_on"].notna(), ["client_id", "awarded_on"]]
+    awards = awards.sort_values(["client_id", "awarded_on"])
+    clients = pd.Index(awards["client_id"].unique())
+    a_code = clients.get_indexer(awards["client_id"])
+    a_days = (awards["awarded_on"].to_numpy("datetime64[D]")).astype("int64")
+    keys = a_code * (1 << 32) + a_days  # sorted by (client, day)
+    r_code = clients.get_indexer(rows["client_id"])
+    r_days = rows["as_of"].to_numpy("datetime64[D]").astype("int64")
+    base = np.where(r_code >= 0, r_code, 0) * (1 << 32)
+    after = np.searchsorted(keys, base + r_days, side="right")
+    until = np.searchsorted(keys, base + r_days + window.days, side="right")
+    return (r_code >= 0) & (until > after)
+
+
+def build_all(data, settings: Settings) -> dict[str, BuildResult]:
+    """The three datasets from validated data; a target the data cannot label is reported, not raised."""
+    tables = data.tables
+    ctx = Context.build(tables, settings)
+    data_hash = tables_fingerprint(tables)
+    results: dict[str, BuildResult] = {}
+    for target, build in (("defect_risk", defect_risk), ("delay", delay), ("churn", churn)):
+        try:
+            results[target] = BuildResult(dataset=build(ctx, tables, data_hash))
+        except TargetUnavailable as err:
+            results[target] = BuildResult(error=str(err))
+    return results
+
+
+def open_milestones(
+    tables: dict[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    project_ids: list[str] | None = None,
+    milestone_ids: list[str] | None = None,
+) -> pd.DataFrame:
+    """Milestones not yet reached at ``as_of`` (of the given projects, or those milestone ids), with ``as_of``."""
+    ms = tables["milestones"]
+    reached = ms["actual_date"].notna() & (ms["actual_date"] < as_of)
+    keep = ~reached
+    if project_ids is not None:
+        keep &= ms["project_id"].isin(project_ids)
+    if milestone_ids is not None:
+        keep &= ms["milestone_id"].isin(milestone_ids)
+    rows = ms[keep].copy()
+    rows["as_of"] = as_of
+    return rows
+
+
+def milestone_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+    """Features of milestone rows (project_id, kind, sequence, planned_date, as_of) for serving."""
+    return compute(ctx, rows, MILESTONE_FAMILIES)
+
+
+def churn_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+    """Features of client-at-project rows (project_id, as_of) for serving."""
+    return compute(ctx, rows, PROJECT_FAMILIES)

@@ -1,0 +1,330 @@
+"""Feature families: one function each, ``(context, rows) -> DataFrame`` aligned with ``rows``.
+
+``rows`` has one line a prediction: ``project_id`` and ``as_of`` (and, for milestone targets, the milestone's
+``kind``, ``sequence`` and ``planned_date``). The context holds the validated tables turned into event streams once,
+so that training (thousands of historical rows) and serving (a project's open milestones now) call the very same
+functions. Every fact enters through an :class:`~features.pit.EventStream` at the time it became known, which is
+what keeps each family inside the point-in-time rule of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.pit import SECONDS_PER_DAY, EventStream, ratio, to_seconds
+from features.settings import Settings
+
+CATEGORICAL = ("project_type", "region", "milestone_kind")
+_WEEK = 7 * SECONDS_PER_DAY
+
+
+@dataclass(frozen=True)
+class Context:
+    """The validated tables as event streams, built once and queried for any rows at any ``as_of``."""
+
+    settings: Settings
+    projects: pd.DataFrame  # indexed by project_id
+    project_code: pd.Index  # project_id -> int code
+    client_of_project: np.ndarray  # client code per project code (-1 without a client)
+    streams: dict[str, EventStream]
+
+    @classmethod
+    def build(cls, tables: dict[str, pd.DataFrame], settings: Settings) -> Context:
+        projects = tables["projects"].set_index("project_id", drop=False)
+        project_code = pd.Index(projects.index)
+        client_code = _codes(projects["client_id"])
+        ctx = cls(settings, projects, project_code, client_code, {})
+        ctx.streams.update(_build_streams(ctx, tables))
+        return ctx
+
+    def code(self, project_ids: pd.Series) -> np.ndarray:
+        return self.project_code.get_indexer(project_ids)
+
+    def client(self, project_codes: np.ndarray) -> np.ndarray:
+        return np.where(project_codes >= 0, self.client_of_project[np.maximum(project_codes, 0)], -1)
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    codes, _ = pd.factorize(values, use_na_sentinel=True)
+    return codes.astype("int64")
+
+
+def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventStream]:
+    """Each fact at the time it became known (DESIGN.md, point-in-time rule)."""
+    insp, res, comp, surv, ms = (t[n] for n in ("inspections", "resources", "complaints", "surveys", "milestones"))
+    p = ctx.projects
+    ip, cp, sp, mp = (ctx.code(df["project_id"]) for df in (insp, comp, surv, ms))
+    opened, closed = to_seconds(insp["inspected_at"]), to_seconds(insp["closed_at"])
+    defects = insp["defects_found"].to_numpy(dtype="float64")
+    received = to_seconds(comp["received_at"])
+    responded, resolved = to_seconds(comp["first_response_at"]), to_seconds(comp["resolved_at"])
+    done = to_seconds(ms["actual_date"])
+    slip = (done - to_seconds(ms["planned_date"])) / SECONDS_PER_DAY
+    accepted = ms["first_pass_accepted"]
+    pcode = np.arange(len(p))
+    awarded, ended = to_seconds(p["awarded_on"]), to_seconds(p["actual_end"])
+    return {
+        "inspection": EventStream.build(
+            ip,
+            opened,
+            fail=(insp["result"] == "fail").to_numpy(dtype="float64", na_value=0.0),
+            conditional=(insp["result"] == "conditional").to_numpy(dtype="float64", na_value=0.0),
+            defects=defects,
+            severe=(insp["max_severity"] >= 2).to_numpy(dtype="float64", na_value=0.0),
+            severity=insp["max_severity"].to_numpy(dtype="float64"),
+        ),
+        # A defect closed later is still open at as_of: closures are a stream of their own.
+        "inspection_closed": EventStream.build(
+            ip, closed, defects=defects, days_to_close=(closed - opened) / SECONDS_PER_DAY
+        ),
+        "inspection_fail": EventStream.build(ip, np.where(insp["result"] == "fail", opened, np.nan)),
+        # A resource week is known once it is over: week_start + 7 days <= as_of.
+        "resource": EventStream.build(
+            ctx.code(res["project_id"]),
+            to_seconds(res["week_start"]) + _WEEK - 1,
+            **{c: res[c].to_numpy(dtype="float64") for c in _RESOURCE_COLUMNS},
+        ),
+        "complaint": EventStream.build(cp, received, severity=comp["severity"].to_numpy(dtype="float64")),
+        "complaint_response": EventStream.build(cp, responded, hours=(responded - received) / 3600),
+        # Whether a complaint was escalated carries no time of its own: it is taken as known once it is resolved.
+        "complaint_resolved": EventStream.build(
+            cp, resolved, escalated=comp["escalated"].to_numpy(dtype="float64", na_value=np.nan)
+        ),
+        "survey": EventStream.build(
+            sp,
+            to_seconds(surv["surveyed_at"]),
+            csat=surv["csat"].to_numpy(dtype="float64"),
+            nps=surv["nps"].to_numpy(dtype="float64"),
+        ),
+        # A milestone's actual date and acceptance are known once it is reached.
+        "milestone_done": EventStream.build(
+            mp,
+            done,
+            slip=slip,
+            failed=(accepted == False).to_numpy(dtype="float64", na_value=0.0),  # noqa: E712
+            judged=accepted.notna().to_numpy(dtype="float64"),
+        ),
+        # The baseline plan is known from the start.
+        "milestone_planned": EventStream.build(mp, to_seconds(ms["planned_date"])),
+        "client_award": EventStream.build(ctx.client(pcode), awarded),
+        "client_handover": EventStream.build(
+            ctx.client(pcode), ended, delay=(ended - to_seconds(p["planned_end"])) / SECONDS_PER_DAY
+        ),
+        "client_complaint": EventStream.build(ctx.client(cp), received),
+    }
+
+
+_RESOURCE_COLUMNS = (
+    "labour_planned_hours",
+    "labour_actual_hours",
+    "overtime_hours",
+    "equipment_downtime_hours",
+    "deliveries_planned",
+    "deliveries_late",
+    "planned_value",
+    "earned_value",
+    "actual_cost",
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    """The rows a family is asked about, as arrays."""
+
+    project: np.ndarray  # project codes
+    client: np.ndarray  # client codes (-1: none)
+    t: np.ndarray  # as_of in seconds
+
+    @classmethod
+    def of(cls, ctx: Context, rows: pd.DataFrame) -> Query:
+        project = ctx.code(rows["project_id"])
+        if (project < 0).any():
+            unknown = rows["project_id"][project < 0].unique()[:5].tolist()
+            raise KeyError(f"unknown project_id: {unknown}")
+        return cls(project=project, client=ctx.client(project), t=to_seconds(rows["as_of"]))
+
+
+def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """Project facts and progress: type, region, size, how far through its planned duration it is."""
+    p = ctx.projects.iloc[q.project]
+    start, end = to_seconds(p["planned_start"]), to_seconds(p["planned_end"])
+    awarded = to_seconds(p["awarded_on"])
+    duration = (end - start) / SECONDS_PER_DAY
+    since_start = (q.t - start) / SECONDS_PER_DAY
+    return pd.DataFrame(
+        {
+            "project_type": p["project_type"].to_numpy(dtype=object),
+            "region": p["region"].to_numpy(dtype=object),
+            "contract_value": p["contract_value"].to_numpy(dtype="float64"),
+            "planned_duration_days": duration,
+            "days_since_start": since_start,
+            "elapsed_share": ratio(since_start, duration),
+            "days_since_award": np.where(awarded < q.t, (q.t - awarded) / SECONDS_PER_DAY, np.nan),
+        },
+        index=rows.index,
+    )
+
+
+def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""
+    planned = ctx.streams["milestone_planned"]
+    total = planned.count(q.project, np.full(len(q.t), np.inf))
+    return pd.DataFrame(
+        {
+            "milestone_kind": rows["kind"].to_numpy(dtype=object),
+            "milestone_sequence": rows["sequence"].to_numpy(dtype="float64"),
+            "milestones_in_plan": total,
+            "milestone_share": ratio(rows["sequence"].to_numpy(dtype="float64"), total),
+            "days_to_milestone": (to_seconds(rows["planned_date"]) - q.t) / SECONDS_PER_DAY,
+        },
+        index=rows.index,
+    )
+
+
+def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed."""
+    s, c, f = (ctx.streams[n] for n in ("inspection", "inspection_closed", "inspection_fail"))
+    short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
+    out: dict[str, np.ndarray] = {}
+    for label, days in ((f"{short}d", short), (f"{long}d", long), ("to_date", None)):
+        n = s.count(q.project, q.t, days)
+        fails = s.total("fail", q.project, q.t, days)
+        out[f"inspections_{label}"] = n
+        out[f"inspections_failed_{label}"] = fails
+        out[f"inspection_fail_rate_{label}"] = ratio(fails, n)
+    out[f"inspection_conditional_rate_{long}d"] = ratio(
+        s.total("conditional", q.project, q.t, long), out[f"inspections_{long}d"]
+    )
+    out[f"defects_found_{long}d"] = s.total("defects", q.project, q.t, long)
+    out["defects_open"] = s.total("defects", q.project, q.t) - c.total("defects", q.project, q.t)
+    out["inspections_open"] = s.count(q.project, q.t) - c.count(q.project, q.t)
+    out[f"severe_findings_{long}d"] = s.total("severe", q.project, q.t, long)
+    out["max_severity_to_date"] = s.running_max("severity", q.project, q.t)
+    closed = c.count(q.project, q.t)
+    out["days_to_close_mean"] = ratio(c.total("days_to_close", q.project, q.t), closed)
+    out["days_since_failed_inspection"] = (q.t - f.latest_time(q.project, q.t)) / SECONDS_PER_DAY
+    return pd.DataFrame(out, index=rows.index)
+
+
+def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """Resources and earned value: productivity, overtime, late deliveries, SPI and CPI, downtime."""
+    s = ctx.streams["resource"]
+    recent = ctx.settings.recent_weeks * 7
+    out: dict[str, np.ndarray] = {"resource_weeks_reported": s.count(q.project, q.t)}
+    for label, days in (("to_date", None), ("recent", recent)):
+
+        def tot(name: str, days: float | None = days) -> np.ndarray:
+            return s.total(name, q.project, q.t, days)
+
+        out[f"labour_hours_ratio_{label}"] = ratio(tot("labour_actual_hours"), tot("labour_planned_hours"))
+        out[f"overtime_share_{label}"] = ratio(tot("overtime_hours"), tot("labour_actual_hours"))
+        out[f"late_delivery_share_{label}"] = ratio(tot("deliveries_late"), tot("deliveries_planned"))
+        out[f"spi_{label}"] = ratio(tot("earned_value"), tot("planned_value"))
+        out[f"cpi_{label}"] = ratio(tot("earned_value"), tot("actual_cost"))
+        out[f"downtime_hours_{label}"] = tot("equipment_downtime_hours")
+    return pd.DataFrame(out, index=rows.index)
+
+
+def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """Complaints: how many, how many still open or unanswered, how fast they are answered, escalations."""
+    s, r, z = (ctx.streams[n] for n in ("complaint", "complaint_response", "complaint_resolved"))
+    short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
+    received = s.count(q.project, q.t)
+    answered = r.count(q.project, q.t)
+    resolved = z.count(q.project, q.t)
+    return pd.DataFrame(
+        {
+            f"complaints_{short}d": s.count(q.project, q.t, short),
+            f"complaints_{long}d": s.count(q.project, q.t, long),
+            "complaints_to_date": received,
+            "complaints_open": received - resolved,
+            "complaints_unanswered": received - answered,
+            "complaint_severity_mean": ratio(s.total("severity", q.project, q.t), received),
+            "complaint_response_hours_mean": ratio(r.total("hours", q.project, q.t), answered),
+            "complaints_escalated": z.total("escalated", q.project, q.t),
+        },
+        index=rows.index,
+    )
+
+
+def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """Client surveys: latest CSAT and NPS and their trend since the survey before."""
+    s = ctx.streams["survey"]
+    out: dict[str, np.ndarray] = {"surveys_to_date": s.count(q.project, q.t)}
+    for score in ("csat", "nps"):
+        latest = s.latest(score, q.project, q.t)
+        out[f"{score}_latest"] = latest
+        out[f"{score}_trend"] = latest - s.latest(score, q.project, q.t, back=1)
+    return pd.DataFrame(out, index=rows.index)
+
+
+def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """This project's earlier milestones known at as_of: their slips and first-pass results."""
+    done, planned = ctx.streams["milestone_done"], ctx.streams["milestone_planned"]
+    n_done = done.count(q.project, q.t)
+    judged = done.total("judged", q.project, q.t)
+    failed = done.total("failed", q.project, q.t)
+    return pd.DataFrame(
+        {
+            "milestones_done": n_done,
+            "milestones_behind_plan": planned.count(q.project, q.t) - n_done,
+            "prior_slip_mean_days": ratio(done.total("slip", q.project, q.t), n_done),
+            "prior_slip_last_days": done.latest("slip", q.project, q.t),
+            "prior_first_pass_failures": failed,
+            "prior_first_pass_fail_rate": ratio(failed, judged),
+        },
+        index=rows.index,
+    )
+
+
+def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+    """The client's history with the firm: projects awarded and handed over, their delays, complaints."""
+    award, handover, complaint = (ctx.streams[n] for n in ("client_award", "client_handover", "client_complaint"))
+    awarded = award.count(q.client, q.t)
+    completed = handover.count(q.client, q.t)
+    first = _first_award(award, q)
+    return pd.DataFrame(
+        {
+            "client_projects_awarded": np.where(q.client >= 0, awarded, np.nan),
+            "client_projects_completed": np.where(q.client >= 0, completed, np.nan),
+            "client_delay_mean_days": ratio(handover.total("delay", q.client, q.t), completed),
+            "client_complaints_to_date": np.where(q.client >= 0, complaint.count(q.client, q.t), np.nan),
+            "client_tenure_days": (q.t - first) / SECONDS_PER_DAY,
+        },
+        index=rows.index,
+    )
+
+
+def _first_award(award: EventStream, q: Query) -> np.ndarray:
+    """Time (seconds) of the client's first award if it was before as_of, else NaN."""
+    start = award.start(q.client)
+    seen = (q.client >= 0) & (award.position(q.client, q.t) > start)
+    times = np.append(award.times.astype("float64"), np.nan)  # the sentinel keeps an empty stream indexable
+    return np.where(seen, times[np.minimum(start, len(award))], np.nan)
+
+
+Family = Callable[[Context, pd.DataFrame, Query], pd.DataFrame]
+PROJECT_FAMILIES: tuple[Family, ...] = (
+    project_features,
+    inspection_features,
+    resource_features,
+    complaint_features,
+    survey_features,
+    milestone_history_features,
+    client_features,
+)
+MILESTONE_FAMILIES: tuple[Family, ...] = (milestone_features, *PROJECT_FAMILIES)
+
+
+def compute(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
+    """All features of ``rows`` (which need project_id and as_of), categoricals as pandas categories."""
+    q = Query.of(ctx, rows)
+    frame = pd.concat([family(ctx, rows, q) for family in families], axis=1)
+    for col in CATEGORICAL:
+        if col in frame:
+            frame[col] = frame[col].astype("category")
+    return frame
