@@ -74,7 +74,7 @@ def build(
     out: Annotated[Path, typer.Option(help="folder for one Parquet dataset per target")] = _S.datasets_dir,
 ) -> None:
     """Validate DATA_DIR and write the defect_risk, delay and churn training datasets as Parquet."""
-    from features.datasets import build_all
+    from features.datasets import build_all, write_dataset
     from features.io import ContractError
     from features.validate import load, write_quarantine
 
@@ -86,13 +86,11 @@ def build(
         raise typer.Exit(2) from err
     write_quarantine(data, settings.quarantine_dir)
     print_validation(data)
-    out.mkdir(parents=True, exist_ok=True)
     for target, result in build_all(data, settings).items():
         if result.error:
             console.print(f"[yellow]{target}[/]: skipped, {result.error}")
             continue
-        path = out / f"{target}.parquet"
-        result.dataset.frame.to_parquet(path, index=False)
+        path = write_dataset(result.dataset, out)
         console.print(f"{target}: {result.dataset.describe()} -> {path}")
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.contract import TABLES
 from features.families import MILESTONE_FAMILIES, PROJECT_FAMILIES, Context, compute
+from features.io import table_files
 from features.settings import Settings
 
 TARGETS = ("defect_risk", "delay", "churn")
@@ -87,6 +90,17 @@ def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
     return max(latest) if latest else None
 
 
+def files_fingerprint(paths: list[Path]) -> str:
+    """A hash of the raw input files' names and bytes: the inputs a dataset was built from."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def tables_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     """A hash of the validated tables' content (values, columns and order)."""
     digest = hashlib.sha256()
@@ -134,19 +148,27 @@ def _finish(
     return Dataset(target, frame, id_columns, label_columns, feature_columns, meta)
 
 
-def _milestone_base(ctx: Context, milestones: pd.DataFrame) -> pd.DataFrame:
-    """Reached milestones, each scored ``horizon_days`` before its planned date."""
-    reached = milestones[milestones["actual_date"].notna()].copy()
-    reached["as_of"] = reached["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
-    return reached.sort_values(["as_of", "milestone_id"], kind="stable")
+def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reached milestones, each scored ``horizon_days`` before its planned date, and their features.
+
+    defect_risk and delay share these rows, so they are computed once per context.
+    """
+    if "reached" not in ctx.memo:
+        milestones = ctx.tables["milestones"]
+        rows = milestones[milestones["actual_date"].notna()].copy()
+        rows["as_of"] = rows["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
+        rows = rows.sort_values(["as_of", "milestone_id"], kind="stable")
+        ctx.memo["reached"] = (rows, compute(ctx, rows, MILESTONE_FAMILIES))
+    return ctx.memo["reached"]
 
 
-def defect_risk(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+def defect_risk(ctx: Context, data_hash: str = "") -> Dataset:
     """Milestones whose first-pass acceptance is known; label ``first_pass_failed``."""
-    rows = _milestone_base(ctx, tables["milestones"])
-    rows = rows[rows["first_pass_accepted"].notna()].copy()
+    reached, reached_features = _reached_milestones(ctx)
+    judged = reached["first_pass_accepted"].notna().to_numpy()
+    rows = reached[judged].copy()
     rows["first_pass_failed"] = (~rows["first_pass_accepted"].astype(bool)).astype("int8")
-    features = compute(ctx, rows, MILESTONE_FAMILIES)
+    features = reached_features[judged]
     return _finish(
         "defect_risk",
         ctx,
@@ -158,12 +180,12 @@ def defect_risk(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = 
     )
 
 
-def delay(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+def delay(ctx: Context, data_hash: str = "") -> Dataset:
     """Reached milestones; labels ``slip_days`` (actual - planned) and ``late`` (slip above the tolerance)."""
-    rows = _milestone_base(ctx, tables["milestones"])
+    rows, features = _reached_milestones(ctx)
+    rows = rows.copy()
     rows["slip_days"] = (rows["actual_date"] - rows["planned_date"]).dt.days.astype("float64")
     rows["late"] = (rows["slip_days"] > ctx.settings.late_tolerance_days).astype("int8")
-    features = compute(ctx, rows, MILESTONE_FAMILIES)
     return _finish(
         "delay", ctx, rows, features, id_columns=MILESTONE_IDS, label_columns=["slip_days", "late"], data_hash=data_hash
     )
@@ -179,8 +201,9 @@ def churn_gaps(tables: dict[str, pd.DataFrame]) -> list[str]:
     ]
 
 
-def churn(ctx: Context, tables: dict[str, pd.DataFrame], data_hash: str = "") -> Dataset:
+def churn(ctx: Context, data_hash: str = "") -> Dataset:
     """Clients at each labelled handover; label ``churned``: no new award in the window after ``actual_end``."""
+    tables = ctx.tables
     gaps = churn_gaps(tables)
     if gaps:
         raise TargetUnavailable(f"churn needs {', '.join(gaps)}, which the data does not have")
@@ -222,13 +245,13 @@ def _awarded_within(projects: pd.DataFrame, rows: pd.DataFrame, window: pd.Timed
 
 def build_all(data, settings: Settings) -> dict[str, BuildResult]:
     """The three datasets from validated data; a target the data cannot label is reported, not raised."""
-    tables = data.tables
-    ctx = Context.build(tables, settings)
-    data_hash = tables_fingerprint(tables)
+    ctx = Context.build(data.tables, settings)
+    sources = [path for table in TABLES for path in table_files(data.data_dir, table)]
+    data_hash = files_fingerprint(sources) if sources else tables_fingerprint(data.tables)
     results: dict[str, BuildResult] = {}
     for target, build in (("defect_risk", defect_risk), ("delay", delay), ("churn", churn)):
         try:
-            results[target] = BuildResult(dataset=build(ctx, tables, data_hash))
+            results[target] = BuildResult(dataset=build(ctx, data_hash))
         except TargetUnavailable as err:
             results[target] = BuildResult(error=str(err))
     return results
@@ -251,6 +274,39 @@ def open_milestones(
     rows = ms[keep].copy()
     rows["as_of"] = as_of
     return rows
+
+
+def write_dataset(dataset: Dataset, out_dir: Path) -> Path:
+    """``<target>.parquet`` and, beside it, ``<target>.json`` with the fingerprint, columns and parameters."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{dataset.target}.parquet"
+    dataset.frame.to_parquet(path, index=False)
+    meta = {
+        **dataset.meta,
+        "id_columns": dataset.id_columns,
+        "label_columns": dataset.label_columns,
+        "categorical_columns": dataset.categorical_columns,
+    }
+    (out_dir / f"{dataset.target}.json").write_text(json.dumps(meta, indent=2, default=str))
+    return path
+
+
+def now() -> pd.Timestamp:
+    """The default ``as_of`` for serving: the current UTC time, naive like the validated tables."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+
+
+def project_milestone_features(
+    ctx: Context,
+    tables: dict[str, pd.DataFrame],
+    project_ids: list[str],
+    as_of: pd.Timestamp | None = None,
+    milestone_ids: list[str] | None = None,
+) -> pd.DataFrame:
+    """Ids, ``as_of`` and features of the projects' milestones still open at ``as_of`` (default: now)."""
+    rows = open_milestones(tables, now() if as_of is None else as_of, project_ids, milestone_ids)
+    features = milestone_rows(ctx, rows)
+    return pd.concat([rows[[*MILESTONE_IDS, "as_of"]], features], axis=1).reset_index(drop=True)
 
 
 def milestone_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:

@@ -10,12 +10,14 @@ what keeps each family inside the point-in-time rule of DESIGN.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from features.pit import SECONDS_PER_DAY, EventStream, ratio, to_seconds
+from features.pit import SECONDS_PER_DAY, Cursor, EventStream, Probe, ratio, to_seconds
 from features.settings import Settings
 
 CATEGORICAL = ("project_type", "region", "milestone_kind")
@@ -27,22 +29,32 @@ class Context:
     """The validated tables as event streams, built once and queried for any rows at any ``as_of``."""
 
     settings: Settings
+    tables: dict[str, pd.DataFrame]  # the validated tables it was built from
     projects: pd.DataFrame  # indexed by project_id
     project_code: pd.Index  # project_id -> int code
     client_of_project: np.ndarray  # client code per project code (-1 without a client)
     streams: dict[str, EventStream]
+    memo: dict = field(default_factory=dict, repr=False)  # results shared by several datasets
 
     @classmethod
     def build(cls, tables: dict[str, pd.DataFrame], settings: Settings) -> Context:
         projects = tables["projects"].set_index("project_id", drop=False)
         project_code = pd.Index(projects.index)
         client_code = _codes(projects["client_id"])
-        ctx = cls(settings, projects, project_code, client_code, {})
+        ctx = cls(settings, tables, projects, project_code, client_code, {}, {})
         ctx.streams.update(_build_streams(ctx, tables))
         return ctx
 
     def code(self, project_ids: pd.Series) -> np.ndarray:
-        return self.project_code.get_indexer(project_ids)
+        """Integer code of each project id (-1 if unknown); Arrow's hash lookup is 3x pandas' here."""
+        found = pc.index_in(pa.array(project_ids, type=pa.string()), value_set=self._project_values)
+        return found.fill_null(-1).to_numpy().astype("int64")
+
+    @property
+    def _project_values(self) -> pa.Array:
+        if "project_values" not in self.memo:
+            self.memo["project_values"] = pa.array(self.project_code, type=pa.string())
+        return self.memo["project_values"]
 
     def client(self, project_codes: np.ndarray) -> np.ndarray:
         return np.where(project_codes >= 0, self.client_of_project[np.maximum(project_codes, 0)], -1)
@@ -131,21 +143,27 @@ _RESOURCE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
 class Query:
-    """The rows a family is asked about, as arrays."""
+    """The rows a family is asked about, and a cursor into each stream, searched once and shared by families."""
 
-    project: np.ndarray  # project codes
-    client: np.ndarray  # client codes (-1: none)
-    t: np.ndarray  # as_of in seconds
-
-    @classmethod
-    def of(cls, ctx: Context, rows: pd.DataFrame) -> Query:
+    def __init__(self, ctx: Context, rows: pd.DataFrame) -> None:
         project = ctx.code(rows["project_id"])
         if (project < 0).any():
             unknown = rows["project_id"][project < 0].unique()[:5].tolist()
             raise KeyError(f"unknown project_id: {unknown}")
-        return cls(project=project, client=ctx.client(project), t=to_seconds(rows["as_of"]))
+        self.ctx = ctx
+        self.project = project
+        self.client = ctx.client(project)  # -1 where the project has no client
+        self.t = to_seconds(rows["as_of"])  # as_of in seconds
+        self._probes = {"project": Probe.of(self.project, self.t), "client": Probe.of(self.client, self.t)}
+        self._cursors: dict[str, Cursor] = {}
+
+    def at(self, stream: str) -> Cursor:
+        """The rows' cursor into a stream; ``client_*`` streams are grouped by client, the others by project."""
+        if stream not in self._cursors:
+            probe = self._probes["client" if stream.startswith("client_") else "project"]
+            self._cursors[stream] = self.ctx.streams[stream].at(probe)
+        return self._cursors[stream]
 
 
 def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
@@ -171,14 +189,14 @@ def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame
 
 def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""
-    planned = ctx.streams["milestone_planned"]
-    total = planned.count(q.project, np.full(len(q.t), np.inf))
+    total = q.at("milestone_planned").group_size()
+    sequence = rows["sequence"].to_numpy(dtype="float64")
     return pd.DataFrame(
         {
             "milestone_kind": rows["kind"].to_numpy(dtype=object),
-            "milestone_sequence": rows["sequence"].to_numpy(dtype="float64"),
+            "milestone_sequence": sequence,
             "milestones_in_plan": total,
-            "milestone_share": ratio(rows["sequence"].to_numpy(dtype="float64"), total),
+            "milestone_share": ratio(sequence, total),
             "days_to_milestone": (to_seconds(rows["planned_date"]) - q.t) / SECONDS_PER_DAY,
         },
         index=rows.index,
@@ -187,38 +205,33 @@ def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFra
 
 def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed."""
-    s, c, f = (ctx.streams[n] for n in ("inspection", "inspection_closed", "inspection_fail"))
+    found, closed = q.at("inspection"), q.at("inspection_closed")
     short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
     out: dict[str, np.ndarray] = {}
     for label, days in ((f"{short}d", short), (f"{long}d", long), ("to_date", None)):
-        n = s.count(q.project, q.t, days)
-        fails = s.total("fail", q.project, q.t, days)
+        n, fails = found.count(days), found.total("fail", days)
         out[f"inspections_{label}"] = n
         out[f"inspections_failed_{label}"] = fails
         out[f"inspection_fail_rate_{label}"] = ratio(fails, n)
-    out[f"inspection_conditional_rate_{long}d"] = ratio(
-        s.total("conditional", q.project, q.t, long), out[f"inspections_{long}d"]
-    )
-    out[f"defects_found_{long}d"] = s.total("defects", q.project, q.t, long)
-    out["defects_open"] = s.total("defects", q.project, q.t) - c.total("defects", q.project, q.t)
-    out["inspections_open"] = s.count(q.project, q.t) - c.count(q.project, q.t)
-    out[f"severe_findings_{long}d"] = s.total("severe", q.project, q.t, long)
-    out["max_severity_to_date"] = s.running_max("severity", q.project, q.t)
-    closed = c.count(q.project, q.t)
-    out["days_to_close_mean"] = ratio(c.total("days_to_close", q.project, q.t), closed)
-    out["days_since_failed_inspection"] = (q.t - f.latest_time(q.project, q.t)) / SECONDS_PER_DAY
+    out[f"inspection_conditional_rate_{long}d"] = ratio(found.total("conditional", long), out[f"inspections_{long}d"])
+    out[f"defects_found_{long}d"] = found.total("defects", long)
+    out["defects_open"] = found.total("defects") - closed.total("defects")
+    out["inspections_open"] = found.count() - closed.count()
+    out[f"severe_findings_{long}d"] = found.total("severe", long)
+    out["max_severity_to_date"] = found.running_max("severity")
+    out["days_to_close_mean"] = ratio(closed.total("days_to_close"), closed.count())
+    out["days_since_failed_inspection"] = (q.t - q.at("inspection_fail").latest_time()) / SECONDS_PER_DAY
     return pd.DataFrame(out, index=rows.index)
 
 
 def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """Resources and earned value: productivity, overtime, late deliveries, SPI and CPI, downtime."""
-    s = ctx.streams["resource"]
-    recent = ctx.settings.recent_weeks * 7
-    out: dict[str, np.ndarray] = {"resource_weeks_reported": s.count(q.project, q.t)}
-    for label, days in (("to_date", None), ("recent", recent)):
+    weeks = q.at("resource")
+    out: dict[str, np.ndarray] = {"resource_weeks_reported": weeks.count()}
+    for label, days in (("to_date", None), ("recent", ctx.settings.recent_weeks * 7)):
 
         def tot(name: str, days: float | None = days) -> np.ndarray:
-            return s.total(name, q.project, q.t, days)
+            return weeks.total(name, days)
 
         out[f"labour_hours_ratio_{label}"] = ratio(tot("labour_actual_hours"), tot("labour_planned_hours"))
         out[f"overtime_share_{label}"] = ratio(tot("overtime_hours"), tot("labour_actual_hours"))
@@ -231,21 +244,19 @@ def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFram
 
 def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """Complaints: how many, how many still open or unanswered, how fast they are answered, escalations."""
-    s, r, z = (ctx.streams[n] for n in ("complaint", "complaint_response", "complaint_resolved"))
+    received, answered, resolved = q.at("complaint"), q.at("complaint_response"), q.at("complaint_resolved")
     short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
-    received = s.count(q.project, q.t)
-    answered = r.count(q.project, q.t)
-    resolved = z.count(q.project, q.t)
+    n = received.count()
     return pd.DataFrame(
         {
-            f"complaints_{short}d": s.count(q.project, q.t, short),
-            f"complaints_{long}d": s.count(q.project, q.t, long),
-            "complaints_to_date": received,
-            "complaints_open": received - resolved,
-            "complaints_unanswered": received - answered,
-            "complaint_severity_mean": ratio(s.total("severity", q.project, q.t), received),
-            "complaint_response_hours_mean": ratio(r.total("hours", q.project, q.t), answered),
-            "complaints_escalated": z.total("escalated", q.project, q.t),
+            f"complaints_{short}d": received.count(short),
+            f"complaints_{long}d": received.count(long),
+            "complaints_to_date": n,
+            "complaints_open": n - resolved.count(),
+            "complaints_unanswered": n - answered.count(),
+            "complaint_severity_mean": ratio(received.total("severity"), n),
+            "complaint_response_hours_mean": ratio(answered.total("hours"), answered.count()),
+            "complaints_escalated": resolved.total("escalated"),
         },
         index=rows.index,
     )
@@ -253,29 +264,27 @@ def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFra
 
 def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """Client surveys: latest CSAT and NPS and their trend since the survey before."""
-    s = ctx.streams["survey"]
-    out: dict[str, np.ndarray] = {"surveys_to_date": s.count(q.project, q.t)}
+    surveys = q.at("survey")
+    out: dict[str, np.ndarray] = {"surveys_to_date": surveys.count()}
     for score in ("csat", "nps"):
-        latest = s.latest(score, q.project, q.t)
+        latest = surveys.latest(score)
         out[f"{score}_latest"] = latest
-        out[f"{score}_trend"] = latest - s.latest(score, q.project, q.t, back=1)
+        out[f"{score}_trend"] = latest - surveys.latest(score, back=1)
     return pd.DataFrame(out, index=rows.index)
 
 
 def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """This project's earlier milestones known at as_of: their slips and first-pass results."""
-    done, planned = ctx.streams["milestone_done"], ctx.streams["milestone_planned"]
-    n_done = done.count(q.project, q.t)
-    judged = done.total("judged", q.project, q.t)
-    failed = done.total("failed", q.project, q.t)
+    done = q.at("milestone_done")
+    n_done, failed = done.count(), done.total("failed")
     return pd.DataFrame(
         {
             "milestones_done": n_done,
-            "milestones_behind_plan": planned.count(q.project, q.t) - n_done,
-            "prior_slip_mean_days": ratio(done.total("slip", q.project, q.t), n_done),
-            "prior_slip_last_days": done.latest("slip", q.project, q.t),
+            "milestones_behind_plan": q.at("milestone_planned").count() - n_done,
+            "prior_slip_mean_days": ratio(done.total("slip"), n_done),
+            "prior_slip_last_days": done.latest("slip"),
             "prior_first_pass_failures": failed,
-            "prior_first_pass_fail_rate": ratio(failed, judged),
+            "prior_first_pass_fail_rate": ratio(failed, done.total("judged")),
         },
         index=rows.index,
     )
@@ -283,28 +292,19 @@ def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd
 
 def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
     """The client's history with the firm: projects awarded and handed over, their delays, complaints."""
-    award, handover, complaint = (ctx.streams[n] for n in ("client_award", "client_handover", "client_complaint"))
-    awarded = award.count(q.client, q.t)
-    completed = handover.count(q.client, q.t)
-    first = _first_award(award, q)
+    award, handover = q.at("client_award"), q.at("client_handover")
+    has_client = q.client >= 0
+    completed = handover.count()
     return pd.DataFrame(
         {
-            "client_projects_awarded": np.where(q.client >= 0, awarded, np.nan),
-            "client_projects_completed": np.where(q.client >= 0, completed, np.nan),
-            "client_delay_mean_days": ratio(handover.total("delay", q.client, q.t), completed),
-            "client_complaints_to_date": np.where(q.client >= 0, complaint.count(q.client, q.t), np.nan),
-            "client_tenure_days": (q.t - first) / SECONDS_PER_DAY,
+            "client_projects_awarded": np.where(has_client, award.count(), np.nan),
+            "client_projects_completed": np.where(has_client, completed, np.nan),
+            "client_delay_mean_days": ratio(handover.total("delay"), completed),
+            "client_complaints_to_date": np.where(has_client, q.at("client_complaint").count(), np.nan),
+            "client_tenure_days": (q.t - award.first_time()) / SECONDS_PER_DAY,
         },
         index=rows.index,
     )
-
-
-def _first_award(award: EventStream, q: Query) -> np.ndarray:
-    """Time (seconds) of the client's first award if it was before as_of, else NaN."""
-    start = award.start(q.client)
-    seen = (q.client >= 0) & (award.position(q.client, q.t) > start)
-    times = np.append(award.times.astype("float64"), np.nan)  # the sentinel keeps an empty stream indexable
-    return np.where(seen, times[np.minimum(start, len(award))], np.nan)
 
 
 Family = Callable[[Context, pd.DataFrame, Query], pd.DataFrame]
@@ -322,7 +322,7 @@ MILESTONE_FAMILIES: tuple[Family, ...] = (milestone_features, *PROJECT_FAMILIES)
 
 def compute(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
     """All features of ``rows`` (which need project_id and as_of), categoricals as pandas categories."""
-    q = Query.of(ctx, rows)
+    q = Query(ctx, rows)
     frame = pd.concat([family(ctx, rows, q) for family in families], axis=1)
     for col in CATEGORICAL:
         if col in frame:

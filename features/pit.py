@@ -49,74 +49,136 @@ class EventStream:
         """
         group = np.asarray(group, dtype="int64")
         known_at = np.asarray(known_at, dtype="float64")
-        keep = (group >= 0) & ~np.isnan(known_at)
-        seconds = known_at[keep].astype("int64")
-        keys = group[keep] * _SPAN + seconds
-        order = np.argsort(keys, kind="stable")
-        sorted_values = {name: np.asarray(v, dtype="float64")[keep][order] for name, v in values.items()}
-        cumsums = {
-            name: np.concatenate(([0.0], np.cumsum(np.nan_to_num(v, nan=0.0)))) for name, v in sorted_values.items()
+        take = np.flatnonzero((group >= 0) & ~np.isnan(known_at))
+        seconds = known_at[take].astype("int64")
+        keys = group[take] * _SPAN + seconds
+        if not _is_sorted(keys):  # exports usually come sorted by project and time: then nothing moves
+            order = np.argsort(keys, kind="stable")
+            take, keys, seconds = take[order], keys[order], seconds[order]
+        everything = len(take) == len(group) and _is_sorted(take)
+        sorted_values = {
+            name: np.asarray(v, dtype="float64") if everything else np.asarray(v, dtype="float64")[take]
+            for name, v in values.items()
         }
-        return cls(keys=keys[order], times=seconds[order], cumsums=cumsums, values=sorted_values)
+        cumsums = {name: _cumsum0(v) for name, v in sorted_values.items()}
+        return cls(keys=keys, times=seconds, cumsums=cumsums, values=sorted_values)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def position(self, group: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Index just past the group's last event known strictly before ``t`` (seconds; NaN gives the start)."""
-        group = np.asarray(group, dtype="int64")
-        t = np.asarray(t, dtype="float64")
-        start = self.start(group)
-        inside = (group >= 0) & ~np.isnan(t)
-        probe = np.where(inside, group * _SPAN + np.nan_to_num(t, nan=0.0).astype("int64"), 0)
-        pos = np.searchsorted(self.keys, probe, side="left")
-        return np.where(inside, np.maximum(pos, start), start)
+    def at(self, probe: Probe) -> Cursor:
+        """Where each query row (group code, ``as_of`` in seconds) stands in this stream."""
+        return Cursor(self, probe)
 
-    def start(self, group: np.ndarray) -> np.ndarray:
-        group = np.asarray(group, dtype="int64")
-        return np.searchsorted(self.keys, np.maximum(group, 0) * _SPAN, side="left")
-
-    def count(self, group: np.ndarray, t: np.ndarray, window_days: float | None = None) -> np.ndarray:
-        """Events known before ``t``, or within ``[t - window, t)`` when a window is given."""
-        end = self.position(group, t)
-        return (end - self._lower(group, t, window_days)).astype("float64")
-
-    def total(self, name: str, group: np.ndarray, t: np.ndarray, window_days: float | None = None) -> np.ndarray:
-        """Sum of value ``name`` over the events known before ``t`` (or within the window)."""
-        cs = self.cumsums[name]
-        return cs[self.position(group, t)] - cs[self._lower(group, t, window_days)]
-
-    def latest(self, name: str, group: np.ndarray, t: np.ndarray, back: int = 0) -> np.ndarray:
-        """Value of the latest event known before ``t`` (``back=1``: the one before it); NaN if none."""
-        end = self.position(group, t) - 1 - back
-        ok = end >= self.start(group)
-        if len(self.keys) == 0:
-            return np.full(len(end), np.nan)
-        return np.where(ok, self.values[name][np.clip(end, 0, None)], np.nan)
-
-    def latest_time(self, group: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Known-at time (seconds) of the latest event before ``t``; NaN if none."""
-        end = self.position(group, t) - 1
-        ok = end >= self.start(group)
-        if len(self.keys) == 0:
-            return np.full(len(end), np.nan)
-        return np.where(ok, self.times[np.clip(end, 0, None)].astype("float64"), np.nan)
-
-    def running_max(self, name: str, group: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Largest value of ``name`` among the group's events known before ``t``; NaN if none."""
+    def cummax(self, name: str) -> np.ndarray:
+        """Running maximum of ``name`` within each group, computed on first use."""
         if name not in self._cummax:
             self._cummax[name] = _group_cummax(self.keys // _SPAN, self.values[name])
-        cummax = self._cummax[name]
-        end = self.position(group, t) - 1
-        ok = end >= self.start(group)
-        if len(self.keys) == 0:
-            return np.full(len(end), np.nan)
-        return np.where(ok, cummax[np.clip(end, 0, None)], np.nan)
+        return self._cummax[name]
 
-    def _lower(self, group: np.ndarray, t: np.ndarray, window_days: float | None) -> np.ndarray:
+    def search(self, group: np.ndarray, seconds: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """For each (group, time): how many events sort strictly before it.
+
+        ``order`` sorts the probes (or nearly): searching sorted needles is about twice as fast. Any order is correct.
+        """
+        probe = (np.maximum(group, 0) * _SPAN + seconds)[order]
+        out = np.empty(len(probe), dtype="int64")
+        out[order] = np.searchsorted(self.keys, probe, side="left")
+        return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Query rows as (group code, ``as_of`` seconds), with the order that sorts them, computed once."""
+
+    group: np.ndarray
+    t: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def of(cls, group: np.ndarray, t: np.ndarray) -> Probe:
+        group = np.asarray(group, dtype="int64")
+        t = np.asarray(t, dtype="float64")
+        return cls(group, t, np.lexsort((t, group)))
+
+
+class Cursor:
+    """One stream queried at many rows: the positions are searched once and reused by every aggregate.
+
+    For row ``i`` the events known before ``t[i]`` are ``keys[start[i]:end[i]]``.
+    """
+
+    def __init__(self, stream: EventStream, probe: Probe) -> None:
+        group, t, order = probe.group, probe.t, probe.order
+        self.stream, self.probe = stream, probe
+        self.valid = (group >= 0) & ~np.isnan(t)
+        zero = np.zeros(len(group), dtype="int64")
+        self.start = stream.search(group, zero, order)
+        self.stop = stream.search(group + 1, zero, order)  # end of the group's segment
+        self.end = np.where(self.valid, stream.search(group, _clip_seconds(t), order), self.start)
+        self.group, self.t = group, t
+        self._lower: dict[float, np.ndarray] = {}
+
+    def lower(self, window_days: float | None) -> np.ndarray:
+        """First event inside ``[t - window, t)``, or the group's first event without a window."""
         if window_days is None:
-            return self.start(group)
-        return self.position(group, np.asarray(t, dtype="float64") - window_days * SECONDS_PER_DAY)
+            return self.start
+        if window_days not in self._lower:
+            since_t = _clip_seconds(self.t - window_days * SECONDS_PER_DAY)
+            since = self.stream.search(self.group, since_t, self.probe.order)
+            self._lower[window_days] = np.where(self.valid, np.maximum(since, self.start), self.start)
+        return self._lower[window_days]
+
+    def count(self, window_days: float | None = None) -> np.ndarray:
+        """Events known before ``t`` (within ``[t - window, t)`` when a window is given)."""
+        return (self.end - self.lower(window_days)).astype("float64")
+
+    def total(self, name: str, window_days: float | None = None) -> np.ndarray:
+        """Sum of value ``name`` over the events known before ``t`` (or within the window)."""
+        cs = self.stream.cumsums[name]
+        return cs[self.end] - cs[self.lower(window_days)]
+
+    def group_size(self) -> np.ndarray:
+        """All of the group's events, whenever known (for facts known from the start, such as the baseline plan)."""
+        return np.where(self.group >= 0, self.stop - self.start, 0).astype("float64")
+
+    def latest(self, name: str, back: int = 0) -> np.ndarray:
+        """Value of the latest event known before ``t`` (``back=1``: the one before it); NaN if none."""
+        return self._pick(self.stream.values.get(name), self.end - 1 - back)
+
+    def latest_time(self) -> np.ndarray:
+        """Known-at time (seconds) of the latest event before ``t``; NaN if none."""
+        return self._pick(self.stream.times, self.end - 1)
+
+    def first_time(self) -> np.ndarray:
+        """Known-at time of the group's first event, if it was known before ``t``; NaN if none."""
+        return self._pick(self.stream.times, np.where(self.end > self.start, self.start, -1))
+
+    def running_max(self, name: str) -> np.ndarray:
+        """Largest value of ``name`` among the events known before ``t``; NaN if none."""
+        return self._pick(self.stream.cummax(name), self.end - 1)
+
+    def _pick(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
+        ok = (index >= self.start) & (index < self.end)
+        if len(self.stream) == 0:
+            return np.full(len(index), np.nan)
+        return np.where(ok, np.asarray(values, dtype="float64")[np.clip(index, 0, len(self.stream) - 1)], np.nan)
+
+
+def _cumsum0(values: np.ndarray) -> np.ndarray:
+    """Cumulative sum with a leading 0, NaN counted as 0."""
+    out = np.zeros(len(values) + 1)
+    np.cumsum(np.where(np.isnan(values), 0.0, values), out=out[1:])
+    return out
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
+
+
+def _clip_seconds(t: np.ndarray) -> np.ndarray:
+    """Seconds as int64 inside one group's span of the composite key (NaN becomes 0, handled by the caller)."""
+    return np.clip(np.nan_to_num(t, nan=0.0), 0, _SPAN - 1).astype("int64")
 
 
 def _group_cummax(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
