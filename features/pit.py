@@ -37,7 +37,7 @@ class EventStream:
 
     keys: np.ndarray  # int64 composite keys: group * _SPAN + seconds, sorted
     times: np.ndarray  # int64 seconds of each event, in key order
-    cumsums: dict[str, np.ndarray]  # name -> cumulative sum with a leading 0 (length n + 1)
+    cumsums: dict[str, np.ndarray]  # name -> running sum within each group, this event included
     values: dict[str, np.ndarray]  # name -> the values in key order (for latest-value queries)
     _cummax: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # filled on first use
 
@@ -60,7 +60,7 @@ class EventStream:
             name: np.asarray(v, dtype="float64") if everything else np.asarray(v, dtype="float64")[take]
             for name, v in values.items()
         }
-        cumsums = {name: _cumsum0(v) for name, v in sorted_values.items()}
+        cumsums = _group_cumsums(keys // _SPAN, sorted_values)
         return cls(keys=keys, times=seconds, cumsums=cumsums, values=sorted_values)
 
     def __len__(self) -> int:
@@ -135,8 +135,8 @@ class Cursor:
 
     def total(self, name: str, window_days: float | None = None) -> np.ndarray:
         """Sum of value ``name`` over the events known before ``t`` (or within the window)."""
-        cs = self.stream.cumsums[name]
-        return cs[self.end] - cs[self.lower(window_days)]
+        sums = self.stream.cumsums[name]
+        return self._before(sums, self.end) - self._before(sums, self.lower(window_days))
 
     def group_size(self) -> np.ndarray:
         """All of the group's events, whenever known (for facts known from the start, such as the baseline plan)."""
@@ -158,6 +158,12 @@ class Cursor:
         """Largest value of ``name`` among the events known before ``t``; NaN if none."""
         return self._pick(self.stream.cummax(name), self.end - 1)
 
+    def _before(self, sums: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The group's running sum over its events before ``index`` (0 if there are none)."""
+        if len(sums) == 0:
+            return np.zeros(len(index))
+        return np.where(index > self.start, sums[np.clip(index - 1, 0, len(sums) - 1)], 0.0)
+
     def _pick(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
         ok = (index >= self.start) & (index < self.end)
         if len(self.stream) == 0:
@@ -165,11 +171,17 @@ class Cursor:
         return np.where(ok, np.asarray(values, dtype="float64")[np.clip(index, 0, len(self.stream) - 1)], np.nan)
 
 
-def _cumsum0(values: np.ndarray) -> np.ndarray:
-    """Cumulative sum with a leading 0, NaN counted as 0."""
-    out = np.zeros(len(values) + 1)
-    np.cumsum(np.where(np.isnan(values), 0.0, values), out=out[1:])
-    return out
+def _group_cumsums(groups: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Running sums that restart at each group (NaN counted as 0).
+
+    Restarting per group, rather than one running sum over the whole stream, keeps a group's sums independent of
+    other groups' events, so that sums before ``t`` are bit-for-bit the same whatever happens after ``t``.
+    """
+    if not values:
+        return {}
+    frame = pd.DataFrame({name: np.nan_to_num(v, nan=0.0) for name, v in values.items()})
+    sums = frame.groupby(groups, sort=False).cumsum()
+    return {name: sums[name].to_numpy(dtype="float64") for name in values}
 
 
 def _is_sorted(values: np.ndarray) -> bool:
