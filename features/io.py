@@ -1,0 +1,143 @@
+"""Reading raw exports: find a table's files, read them as written, say what to fix when they cannot be read.
+
+A table is one file in the data folder (``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``) or a folder
+``<table>/`` of such part files. CSV cells are read as strings, exactly as written (an empty cell is the empty
+string), so that the validator can report a bad value as the user wrote it; Parquet columns keep their stored types.
+Every row carries where it came from: ``_source_file`` (the file's path relative to the data folder) and
+``_source_row`` (its 1-based data record number in that file, header excluded).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from features.contract import FILE_SUFFIXES
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+SOURCE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
+CONTRACT_DOC = "see data_samples/README.md"
+
+
+class ContractError(Exception):
+    """The data cannot be used at all: a required table or column is missing, or a file cannot be read.
+
+    The message says what is wrong and what to fix.
+    """
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in FILE_SUFFIXES if name.endswith(s)), None)
+
+
+def _part_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")) and _suffix(p))
+
+
+def table_files(data_dir: Path, table: str) -> list[Path]:
+    """The files that hold ``table`` in ``data_dir``: one file, or the sorted part files of a folder ``<table>/``.
+
+    An empty list means the table has no file. Two sources for one table (say ``milestones.csv`` and
+    ``milestones.parquet``) are ambiguous and raise ``ContractError``.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ContractError(f"{data_dir} is not a folder; give the folder that holds the exported tables")
+    sources = {f"{table}{s}": [data_dir / f"{table}{s}"] for s in FILE_SUFFIXES if (data_dir / f"{table}{s}").is_file()}
+    folder = data_dir / table
+    if folder.is_dir() and (parts := _part_files(folder)):
+        sources[f"{table}/"] = parts
+    if len(sources) > 1:
+        found = ", ".join(sources)
+        raise ContractError(
+            f"{table}: found more than one source ({found}) in {data_dir}; keep exactly one file or folder a table"
+        )
+    return next(iter(sources.values()), [])
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            return next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
+        raise ContractError(f"{path.name}: cannot read the CSV header ({err}); export it as UTF-8 CSV") from err
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    header = [h.strip() for h in _csv_header(path)]
+    if not header or header == [""]:
+        raise ContractError(f"{path.name}: the file is empty; it needs a header line naming the columns")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise ContractError(f"{path.name}: column(s) {', '.join(repeated)} appear more than once in the header")
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ContractError(
+            f"{path.name}: cannot read as CSV ({err}); every line needs as many fields as the header, fields "
+            "holding commas or line breaks must be quoted, and the file must be UTF-8"
+        ) from err
+    return table.to_pandas()
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas(date_as_object=False)
+    except (pa.ArrowException, OSError) as err:
+        raise ContractError(f"{path.name}: cannot read as Parquet ({err}); re-export the table") from err
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """One file as written: CSV as strings (empty = ""), Parquet in its stored types."""
+    frame = _read_parquet(path) if _suffix(path) == ".parquet" else _read_csv(path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_table(data_dir: Path, table: str) -> pd.DataFrame | None:
+    """All rows of ``table`` as written, with ``_source_file`` and ``_source_row``; None if it has no file."""
+    data_dir = Path(data_dir)
+    files = table_files(data_dir, table)
+    if not files:
+        return None
+    frames = []
+    for path in files:
+        frame = read_file(path)
+        frame = frame.drop(columns=[c for c in SOURCE_COLUMNS if c in frame.columns])
+        frame[SOURCE_ROW] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        frames.append(frame)
+    names = [p.relative_to(data_dir).as_posix() for p in files]
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    codes = np.repeat(np.arange(len(frames), dtype=np.int32), [len(f) for f in frames])
+    out[SOURCE_FILE] = pd.Categorical.from_codes(codes, categories=names)
+    out.attrs["source_files"] = names
+    return out
+
+
+def describe_sources(files: list[str], table: str) -> str:
+    """How a message names where a table came from: its file, or its files."""
+    if not files:
+        return table
+    return files[0] if len(files) == 1 else f"{table} ({', '.join(files)})"
+
+
+__all__ = ["ContractError", "read_file", "read_table", "table_files"]
