@@ -38,6 +38,33 @@ class Settings(BaseSettings):
     generate_seed: int = Field(7)
     generate_start: str = Field("2018-01-01", description="first award date of the synthetic world")
 
+    # Training (issue 3): time split shares, backtest, LightGBM, intervals, the promotion gate.
+    mlflow_tracking_uri: str | None = Field(
+        None, description="tracking store; default: MLFLOW_TRACKING_URI if set, else sqlite in work_dir"
+    )
+    train_share: float = Field(0.6, gt=0, lt=1, description="earliest rows, by as_of, to fit on")
+    calibration_share: float = Field(0.2, gt=0, lt=1, description="next rows: calibration and conformal correction")
+    backtest_folds: int = Field(3, ge=2, description="rolling-origin folds reported beside the main split")
+    interval_coverage: float = Field(0.8, gt=0, lt=1, description="nominal coverage of the delay range")
+    n_estimators: int = Field(400, gt=0, description="LightGBM trees at most (early stopping picks fewer)")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, gt=1)
+    max_depth: int = Field(5, description="caps explanation cost at serving time (DESIGN.md)")
+    min_child_samples: int = Field(20, gt=0)
+    early_stopping_rounds: int = Field(40, gt=0)
+    seed: int = Field(7, description="seed for every model")
+    promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
+
+    @property
+    def tracking_uri(self) -> str:
+        import os
+
+        return (
+            self.mlflow_tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+        )
+
     @property
     def quarantine_dir(self) -> Path:
         return self.work_dir / "quarantine"

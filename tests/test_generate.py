@@ -1,0 +1,315 @@
+"""The synthetic world: deterministic, in the contract, true to its snapshot, with a known and learnable truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from features.contract import TABLES, Error, Kind
+from features.generate import generate_world, simulate_world
+
+DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return simulate_world(1000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def dirty_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dirty")
+    report = generate_world(n_projects=250, seed=5, out_dir=out, fmt="csv", dirty=0.05)
+    return out, report
+
+
+def _oracle(world, target):
+    return world.oracle[world.oracle["target"] == target]
+
+
+# --- determinism --------------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_world_and_different_seed_different_world():
+    a, b, c = simulate_world(120, seed=3), simulate_world(120, seed=3), simulate_world(120, seed=4)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+    pd.testing.assert_frame_equal(a.oracle, b.oracle)
+    assert not a.tables["milestones"].equals(c.tables["milestones"])
+    assert not a.oracle["truth"].equals(c.oracle["truth"])
+
+
+@pytest.mark.parametrize(("fmt", "dirty"), [("csv", 0.0), ("parquet", 0.0), ("csv", 0.05)])
+def test_files_are_byte_identical_per_seed(tmp_path, fmt, dirty):
+    for run in ("a", "b"):
+        generate_world(n_projects=60, seed=9, out_dir=tmp_path / run, fmt=fmt, dirty=dirty)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert {f"{t}.{fmt}" for t in TABLES} | {f"oracle.{fmt}"} <= set(names)
+    assert ("faults.csv" in names) == bool(dirty)
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_dirty_parquet_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="CSV"):
+        generate_world(n_projects=20, seed=1, out_dir=tmp_path, fmt="parquet", dirty=0.1)
+
+
+# --- the contract -------------------------------------------------------------------------------------------------
+
+
+def test_tables_have_exactly_the_contract_columns_and_values(world):
+    for name, spec in TABLES.items():
+        frame = world.tables[name]
+        assert list(frame.columns) == [c.name for c in spec.columns], name
+        assert not frame.duplicated(list(spec.key)).any(), name
+        for col in spec.columns:
+            s = frame[col.name]
+            if col.required:
+                assert s.notna().all(), (name, col.name)
+            if col.kind in (Kind.DATE, Kind.TIMESTAMP):
+                assert pd.api.types.is_datetime64_any_dtype(s), (name, col.name)
+            if col.kind == Kind.DATE:
+                assert (s.dropna() == s.dropna().dt.normalize()).all(), (name, col.name)
+            if col.min is not None:
+                assert (s.dropna() >= col.min).all(), (name, col.name)
+            if col.max is not None:
+                assert (s.dropna() <= col.max).all(), (name, col.name)
+            if col.allowed is not None:
+                assert set(s.dropna()) <= set(col.allowed), (name, col.name)
+        for earlier, later in spec.ordered:
+            both = frame[[earlier, later]].dropna()
+            assert (both[later] >= both[earlier]).all(), (name, earlier, later)
+
+
+def test_csv_formats(tmp_path):
+    generate_world(n_projects=40, seed=2, out_dir=tmp_path, fmt="csv")
+    raw = {t: pd.read_csv(tmp_path / f"{t}.csv", dtype=str, keep_default_na=False) for t in TABLES}
+    for name, spec in TABLES.items():
+        assert list(raw[name].columns) == [c.name for c in spec.columns]
+        for col in spec.columns:
+            values = raw[name][col.name]
+            values = values[values != ""]
+            pattern = {
+                Kind.DATE: r"\d{4}-\d{2}-\d{2}",
+                Kind.TIMESTAMP: r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}",
+                Kind.BOOL: r"true|false",
+            }.get(col.kind)
+            if pattern:
+                assert values.str.fullmatch(pattern).all(), (name, col.name)
+
+
+def test_parquet_uses_native_types(tmp_path):
+    generate_world(n_projects=30, seed=2, out_dir=tmp_path, fmt="parquet")
+    ms = pd.read_parquet(tmp_path / "milestones.parquet")
+    ins = pd.read_parquet(tmp_path / "inspections.parquet")
+    assert pd.api.types.is_datetime64_any_dtype(ms["planned_date"])
+    assert pd.api.types.is_bool_dtype(ms["first_pass_accepted"])
+    assert pd.api.types.is_integer_dtype(ins["defects_found"])
+    assert pd.api.types.is_datetime64_any_dtype(ins["closed_at"])
+
+
+# --- the story ----------------------------------------------------------------------------------------------------
+
+
+def test_label_rates_are_in_their_target_ranges(world):
+    rates = world.rates()
+    assert 0.08 <= rates["defect_risk_rate"] <= 0.20
+    assert 0.40 <= rates["late_rate"] <= 0.60
+    assert 0.20 <= rates["churn_rate"] <= 0.40
+    assert rates["slip_p90"] > 3 * max(rates["slip_median"], 1)  # a heavy right tail
+
+
+def test_the_truth_is_informative_but_far_from_perfect(world):
+    for target in ("defect_risk", "churn"):
+        rows = _oracle(world, target)
+        auc = roc_auc_score(rows["label"] > 0.5, rows["truth"])
+        assert 0.65 <= auc <= 0.90, (target, auc)
+        # The truth is calibrated: it is the probability the label was drawn with.
+        assert abs(rows["truth"].mean() - rows["label"].mean()) < 0.03, target
+    delay = _oracle(world, "delay")
+    assert abs(delay["truth"].mean() - delay["label"].mean()) < 3.0
+    assert abs(delay["p_late"].mean() - (delay["label"] > 7).mean()) < 0.03
+    assert 0.6 <= roc_auc_score(delay["label"] > 7, delay["p_late"]) < 1.0
+
+
+def test_milestones_run_in_order_and_end_with_the_handover(world):
+    ms = world.tables["milestones"]
+    g = ms.groupby("project_id", sort=False)
+    assert g.size().between(4, 8).all()
+    assert (g["sequence"].transform(lambda s: s.to_numpy() == np.arange(1, len(s) + 1)).all()).all()
+    assert (g["kind"].last() == "handover").all()
+    assert (g["planned_date"].diff().dropna() > pd.Timedelta(0)).all()
+    assert (g["actual_date"].diff().dropna() > pd.Timedelta(0)).all()
+    projects = world.tables["projects"].set_index("project_id")
+    handover = ms[ms["kind"] == "handover"].set_index("project_id")
+    assert (handover["planned_date"] == projects.loc[handover.index, "planned_end"]).all()
+    ends = projects.loc[handover.index, "actual_end"]
+    assert (handover["actual_date"].isna() == ends.isna()).all()
+    assert (handover["actual_date"].dropna() == ends.dropna()).all()
+    months = (projects["planned_end"] - projects["planned_start"]).dt.days / 30.44
+    assert months.between(5.9, 30.1).all()
+
+
+def test_a_clients_projects_do_not_overlap(world):
+    p = world.tables["projects"].sort_values(["client_id", "awarded_on"])
+    previous_end = p.groupby("client_id")["actual_end"].shift(1)
+    has_previous = p.groupby("client_id").cumcount() > 0
+    assert previous_end[has_previous].notna().all()
+    assert (p.loc[has_previous, "awarded_on"] > previous_end[has_previous]).all()
+    assert (p["planned_start"] > p["awarded_on"]).all()
+
+
+def test_resources_are_weekly_amounts_and_spi_falls_on_slipping_projects(world):
+    r = world.tables["resources"]
+    assert (r["week_start"].dt.day_of_week == 0).all()
+    assert (r["overtime_hours"] <= r["labour_actual_hours"]).all()
+    assert (r["deliveries_late"] <= r["deliveries_planned"]).all()
+    p = world.tables["projects"].set_index("project_id")
+    done = p[p["actual_end"] + 7 * DAY <= world.snapshot]  # handed over, its last week reported
+    # Weekly amounts, not cumulative: a handed-over project has earned its budget, 90% of the contract value.
+    ev = r.groupby("project_id")["earned_value"].sum().loc[done.index]
+    assert np.allclose(ev / done["contract_value"], 0.9, atol=0.001)
+    # SPI over the first half of the plan: below 1 where the project ends late, above where it ends early.
+    half = r["project_id"].map(p["planned_start"] + (p["planned_end"] - p["planned_start"]) / 2)
+    first = r[r["week_start"] < half].groupby("project_id")[["earned_value", "planned_value"]].sum()
+    spi = (first["earned_value"] / first["planned_value"]).loc[done.index]
+    slip = (done["actual_end"] - done["planned_end"]).dt.days
+    assert spi[slip > 60].mean() < 0.95
+    assert spi[slip < 0].mean() > 1.0
+
+
+def test_inspections_and_complaints_carry_signal(world):
+    ms = world.tables["milestones"].dropna(subset=["actual_date"])
+    ins = world.tables["inspections"]
+    # The share of failed inspections in the 60 days before a milestone tracks its first-pass failure.
+    joined = ms[["milestone_id", "project_id", "actual_date", "first_pass_accepted"]].merge(ins, on="project_id")
+    window = joined[
+        (joined["inspected_at"] < joined["actual_date"]) & (joined["inspected_at"] >= joined["actual_date"] - 60 * DAY)
+    ]
+    fail_share = window.assign(fail=window["result"] == "fail").groupby("milestone_id")["fail"].mean()
+    failed = ~ms.set_index("milestone_id")["first_pass_accepted"].loc[fail_share.index].astype(bool)
+    assert roc_auc_score(failed, fail_share) > 0.6
+    # Handovers with more complaints churn more.
+    churn = _oracle(world, "churn").set_index("row_id")["label"]
+    complaints = world.tables["complaints"]["project_id"].value_counts().reindex(churn.index, fill_value=0)
+    assert churn[complaints >= 2].mean() > churn[complaints == 0].mean() + 0.1
+
+
+# --- the snapshot and the oracle ----------------------------------------------------------------------------------
+
+
+def test_nothing_after_the_snapshot(world):
+    snap = world.snapshot
+    p = world.tables["projects"]
+    assert len(p) == 1000 and p["awarded_on"].max() == snap
+    assert p["actual_end"].isna().any(), "some projects still run at the snapshot"
+    for name, spec in TABLES.items():
+        frame = world.tables[name]
+        for col in spec.columns:
+            if col.kind == Kind.DATE:
+                baseline = col.name in ("planned_start", "planned_end", "planned_date")  # plans may lie ahead
+                assert baseline or (frame[col.name].dropna() <= snap).all(), (name, col.name)
+            elif col.kind == Kind.TIMESTAMP:
+                assert (frame[col.name].dropna() < snap + DAY).all(), (name, col.name)
+    assert (world.tables["resources"]["week_start"] + 7 * DAY <= snap + DAY).all()
+    ms = world.tables["milestones"]
+    assert (ms["actual_date"].isna() == ms["first_pass_accepted"].isna()).all()
+    open_projects = set(ms.loc[ms["actual_date"].isna(), "project_id"])
+    assert open_projects == set(p.loc[p["actual_end"].isna(), "project_id"])
+
+
+def test_oracle_covers_exactly_the_labelled_rows_with_their_labels(world):
+    ms = world.tables["milestones"].set_index("milestone_id")
+    reached = ms.dropna(subset=["actual_date"])
+    for target in ("defect_risk", "delay"):
+        rows = _oracle(world, target).set_index("row_id")
+        assert rows.index.is_unique and set(rows.index) == set(reached.index), target
+    defect = _oracle(world, "defect_risk").set_index("row_id")
+    assert (defect["label"] == (~reached["first_pass_accepted"].astype(bool)).astype(float).loc[defect.index]).all()
+    assert defect["truth"].between(0, 1).all() and defect["p_late"].isna().all()
+    delay = _oracle(world, "delay").set_index("row_id")
+    slip = (reached["actual_date"] - reached["planned_date"]).dt.days.loc[delay.index]
+    assert (delay["label"] == slip).all() and delay["p_late"].between(0, 1).all()
+
+    # Churn: every handover whose 365-day window is over, labelled from the award dates in the data.
+    p = world.tables["projects"].sort_values(["client_id", "awarded_on"])
+    next_award = p.groupby("client_id")["awarded_on"].shift(-1)
+    complete = p["actual_end"] + 365 * DAY <= world.snapshot
+    churned = ~((next_award > p["actual_end"]) & (next_award <= p["actual_end"] + 365 * DAY))
+    expected = churned[complete].astype(float).set_axis(p.loc[complete, "project_id"])
+    rows = _oracle(world, "churn").set_index("row_id")
+    assert set(rows.index) == set(expected.index) and len(rows) > 100
+    assert (rows["label"] == expected.loc[rows.index]).all()
+    assert rows["truth"].between(0, 1).all()
+
+
+# --- a dirty export -----------------------------------------------------------------------------------------------
+
+
+def _bad(spec_col, value: str, error: str) -> bool:
+    """Whether a CSV value shows the fault the manifest names."""
+    if error == Error.UNPARSEABLE_DATE:
+        return pd.isna(pd.to_datetime(value, errors="coerce", format="ISO8601"))
+    number = float(value)
+    if error == Error.NEGATIVE_VALUE:
+        return number < 0
+    return number < spec_col.min or (spec_col.max is not None and number > spec_col.max)
+
+
+def test_dirty_manifest_names_real_faults_at_about_the_rate(dirty_dir):
+    out, report = dirty_dir
+    faults = pd.read_csv(out / "faults.csv")
+    assert list(faults.columns) == ["table", "row", "column", "error", "cause"]
+    assert set(faults["error"]) <= {str(e) for e in Error}
+    assert not faults.duplicated(["table", "row"]).any(), "at most one fault a row"
+    raw = {t: pd.read_csv(out / f"{t}.csv", dtype=str, keep_default_na=False) for t in TABLES}
+    known = set(raw["projects"]["project_id"])
+    injected = faults[faults["cause"] == "injected"]
+    assert report.faults == len(injected)
+    for table, spec in TABLES.items():
+        frame = raw[table]
+        mine = injected[injected["table"] == table]
+        assert mine["row"].between(1, len(frame)).all()
+        rate = len(mine) / len(frame)
+        expected = 0.05 * (0.2 if table == "projects" else 1.0)
+        assert abs(rate - expected) <= 3 * np.sqrt(expected / len(frame)) + 0.005, (table, rate)
+        repeated = frame.duplicated(list(spec.key), keep="first").to_numpy()  # the key of an earlier row again
+        for row in mine.itertuples():
+            record = frame.iloc[row.row - 1]
+            if row.error == Error.UNKNOWN_PROJECT:
+                assert record["project_id"] not in known
+            elif row.error == Error.DUPLICATE_ID:
+                assert repeated[row.row - 1], (table, row)
+            else:
+                assert _bad(spec.column(row.column), record[row.column], row.error), (table, row)
+
+
+def test_rows_outside_the_manifest_are_clean(dirty_dir):
+    out, _ = dirty_dir
+    faults = pd.read_csv(out / "faults.csv")
+    raw = {t: pd.read_csv(out / f"{t}.csv", dtype=str, keep_default_na=False) for t in TABLES}
+    listed = {(t, r) for t, r in zip(faults["table"], faults["row"], strict=True)}
+    rejected = set(raw["projects"]["project_id"].iloc[faults.loc[faults["table"] == "projects", "row"] - 1])
+    good_projects = set(raw["projects"]["project_id"]) - rejected
+    cascade = faults[faults["cause"] == "cascade"]
+    for table, spec in TABLES.items():
+        frame = raw[table]
+        clean = frame[[(table, i + 1) not in listed for i in range(len(frame))]]
+        assert not clean.duplicated(list(spec.key)).any(), table
+        if spec.references_project:
+            assert clean["project_id"].isin(good_projects).all(), table
+            children = frame.iloc[cascade.loc[cascade["table"] == table, "row"] - 1]
+            assert children["project_id"].isin(rejected).all(), table
+        for col in spec.columns:
+            values = clean[col.name][clean[col.name] != ""]
+            if col.kind in (Kind.DATE, Kind.TIMESTAMP):
+                assert pd.to_datetime(values, format="ISO8601").notna().all(), (table, col.name)
+            elif col.kind in (Kind.FLOAT, Kind.INT):
+                numbers = values.astype(float)
+                assert (numbers >= (col.min or 0)).all(), (table, col.name)
+                if col.max is not None:
+                    assert (numbers <= col.max).all(), (table, col.name)
