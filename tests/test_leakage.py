@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from features.validate import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.datasets import churn_rows, milestone_rows
 from features.families import Context
 from features.settings import Settings
+from features.validate import load
 
 DAY = pd.Timedelta(days=1)
 
