@@ -39,7 +39,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
-	$(PY) benchmarks/features.py
+	$(PY) -m benchmarks.features
 
 sample-data: $(STAMP) ## regenerate the committed sample world in data_samples/world
 	$(EQSMS) generate

@@ -1,9 +1,12 @@
 """Benchmark: read + validate + build the three point-in-time datasets from generated Parquet worlds.
 
-For each size (projects) a world is generated once (not timed), then a fresh process reads, validates and builds all
-three datasets, so its peak memory is its own. Prints a table and writes benchmarks/results/features.json.
+For each size (projects) a world is generated once (not timed); then fresh processes (``--repeat``, default 3)
+each read, validate and build all three datasets once, cold, so each peak memory is its own; the median run is
+reported. Prints a table and writes benchmarks/results/features.json.
 
-    .venv/bin/python benchmarks/features.py [--sizes 2500 5000 10000]
+    .venv/bin/python -m benchmarks.features [--sizes 2500 5000 10000]
+
+(Run as a module: a script named features.py would shadow the features package.)
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ TARGET_PEAK_MIB = 4096
 
 def measure(data_dir: Path) -> dict:
     """Time one end-to-end run in this process: read + validate, then build the three datasets."""
-    from features.validate import load
-
     from features.datasets import build_all
     from features.settings import Settings
+    from features.validate import load
 
     t0 = time.perf_counter()
     data = load(data_dir)
@@ -51,22 +53,36 @@ def measure(data_dir: Path) -> dict:
     }
 
 
-def run_size(projects: int, workdir: Path) -> dict:
+def run_size(projects: int, workdir: Path, repeat: int) -> dict:
     from features.generate import generate_world
 
     data_dir = workdir / f"world_{projects}"
     t0 = time.perf_counter()
     generate_world(n_projects=projects, seed=11, out_dir=data_dir, fmt="parquet", dirty=0.0)
     generated = time.perf_counter() - t0
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(data_dir)], check=True, capture_output=True, text=True
-    )
-    return {"projects": projects, "seconds_generate": round(generated, 2), **json.loads(out.stdout)}
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.features", "--measure", str(data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        runs.append(json.loads(out.stdout))
+    median = sorted(runs, key=lambda r: r["seconds_total"])[len(runs) // 2]
+    return {
+        "projects": projects,
+        "seconds_generate": round(generated, 2),
+        **median,
+        "seconds_total_all_runs": [r["seconds_total"] for r in runs],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000, 10000])
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per size; the median is reported")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.measure:
@@ -74,7 +90,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="eqsms-bench-") as tmp:
-        runs = [run_size(n, Path(tmp)) for n in args.sizes]
+        runs = [run_size(n, Path(tmp), args.repeat) for n in args.sizes]
     largest = runs[-1]
     per_event = [r["seconds_total"] / r["events_read"] * 1e6 for r in runs]
     report = {

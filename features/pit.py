@@ -172,16 +172,27 @@ class Cursor:
 
 
 def _group_cumsums(groups: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Running sums that restart at each group (NaN counted as 0).
+    """Running sums that restart at each group (NaN counted as 0), for events sorted by group.
 
-    Restarting per group, rather than one running sum over the whole stream, keeps a group's sums independent of
-    other groups' events, so that sums before ``t`` are bit-for-bit the same whatever happens after ``t``.
+    Each group is summed on its own, in order, exactly as a loop over that group's events would: a group's sums
+    never mix in other groups' events, so sums before ``t`` are bit-for-bit the same whatever happens after ``t``
+    (one running sum over the whole stream minus a group offset would not be). Vectorised over groups: step ``r``
+    adds the ``r``-th event of every group that has one, so the loop runs as many times as the longest group.
     """
-    if not values:
-        return {}
-    frame = pd.DataFrame({name: np.nan_to_num(v, nan=0.0) for name, v in values.items()})
-    sums = frame.groupby(groups, sort=False).cumsum()
-    return {name: sums[name].to_numpy(dtype="float64") for name in values}
+    sums = {name: np.nan_to_num(v, nan=0.0) for name, v in values.items()}  # copies: summed in place below
+    if not sums or len(groups) == 0:
+        return sums
+    n = len(groups)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    small = rank.astype("int16") if rank.max() < np.iinfo("int16").max else rank  # int16: radix sort, O(n)
+    by_rank = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(rank.max() + 2))
+    steps = [by_rank[bounds[r] : bounds[r + 1]] for r in range(1, len(bounds) - 1)]
+    for column in sums.values():
+        for idx in steps:
+            column[idx] += column[idx - 1]
+    return sums
 
 
 def _is_sorted(values: np.ndarray) -> bool:
