@@ -1,0 +1,141 @@
+"""A trained model and everything needed to score a row with it: the one object training logs and serving loads.
+
+A bundle is one LightGBM booster (the MLflow model, native flavor) plus ``bundle.json`` and, for delay, the extra
+boosters of the range and of the late probability, all in the MLflow model's ``extra_files``. ``bundle.json`` holds
+the feature list and order, the category levels, the calibrator, the conformal correction and the thresholds, so
+a row is rebuilt and scored the same way wherever the bundle goes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+BUNDLE_FILE = "bundle.json"
+
+
+@dataclass
+class Calibrator:
+    """Maps a raw probability onto a calibrated one: isotonic (step points) or sigmoid (Platt on the logit)."""
+
+    method: str  # "isotonic" | "sigmoid" | "identity"
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype="float64")
+        if self.method == "isotonic":
+            return np.interp(raw, self.x, self.y)  # what sklearn's IsotonicRegression.predict does
+        if self.method == "sigmoid":
+            logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+        return raw
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
+
+
+@dataclass
+class ModelBundle:
+    """One target's model: ``kind`` is "classifier" (defect_risk, churn) or "delay"."""
+
+    target: str
+    kind: str
+    features: list[str]
+    categorical: list[str]
+    booster: lgb.Booster  # classifier: P(label); delay: expected slip
+    calibrator: Calibrator | None = None  # classifier, and delay's late probability
+    lower: lgb.Booster | None = None  # delay: quantile boosters of the range, before conformal correction
+    upper: lgb.Booster | None = None
+    late: lgb.Booster | None = None  # delay: P(slip > tolerance), raw
+    conformal: float = 0.0  # delay: widen [lower, upper] by this many days on each side
+    meta: dict = field(default_factory=dict)  # nominal coverage, tolerance, thresholds, data window, metrics
+
+    # ----------------------------------------------------------------------------------------------- scoring
+    def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns in training order; absent ones are missing; categories as at training."""
+        X = rows.reindex(columns=self.features)
+        levels = dict(zip(self.categorical, self.booster.pandas_categorical or [], strict=False))
+        for col in self.categorical:
+            X[col] = pd.Categorical(X[col].astype("object"), categories=levels.get(col))
+        return X
+
+    def predict(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        X = self.frame(rows)
+        if self.kind == "classifier":
+            raw = self.booster.predict(X)
+            return {"probability": self.calibrator(raw), "raw_probability": raw}
+        expected = self.booster.predict(X)
+        lower = np.minimum(self.lower.predict(X), expected) - self.conformal
+        upper = np.maximum(self.upper.predict(X), expected) + self.conformal
+        return {
+            "expected_slip_days": expected,
+            "lower_days": lower,
+            "upper_days": upper,
+            "late_probability": self.calibrator(self.late.predict(X)),
+        }
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """The one number the promotion gate and the directional checks compare."""
+        out = self.predict(rows)
+        return out["probability"] if self.kind == "classifier" else out["expected_slip_days"]
+
+    # ------------------------------------------------------------------------------------------- persistence
+    def extra_boosters(self) -> dict[str, lgb.Booster]:
+        return {name: b for name, b in (("lower", self.lower), ("upper", self.upper), ("late", self.late)) if b}
+
+    def write_extras(self, folder: Path) -> list[Path]:
+        """``bundle.json`` and the extra boosters as files, for the MLflow model's ``extra_files``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "target": self.target,
+            "kind": self.kind,
+            "features": self.features,
+            "categorical": self.categorical,
+            "calibrator": self.calibrator.to_dict() if self.calibrator else None,
+            "conformal": self.conformal,
+            "meta": self.meta,
+            "boosters": sorted(self.extra_boosters()),
+        }
+        paths = [folder / BUNDLE_FILE]
+        paths[0].write_text(json.dumps(spec, indent=2, default=_jsonable))
+        for name, booster in self.extra_boosters().items():
+            path = folder / f"{name}.lgb.txt"
+            booster.save_model(str(path))
+            paths.append(path)
+        return paths
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path) -> ModelBundle:
+        """A bundle from a downloaded MLflow model folder (``MLmodel``, ``model.lgb``, ``extra_files/``)."""
+        extras = model_dir / "extra_files"
+        spec = json.loads((extras / BUNDLE_FILE).read_text())
+        booster = lgb.Booster(model_file=str(model_dir / "model.lgb"))
+        boosters = {name: lgb.Booster(model_file=str(extras / f"{name}.lgb.txt")) for name in spec["boosters"]}
+        calibrator = Calibrator(**spec["calibrator"]) if spec["calibrator"] else None
+        return cls(
+            target=spec["target"],
+            kind=spec["kind"],
+            features=spec["features"],
+            categorical=spec["categorical"],
+            booster=booster,
+            calibrator=calibrator,
+            conformal=spec["conformal"],
+            meta=spec["meta"],
+            **boosters,
+        )
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,149 @@
+"""Fitting the three models: LightGBM with native categoricals and early stopping, then calibration.
+
+- classifiers (defect_risk, churn): a binary booster; its probability is calibrated on the calibration slice
+  (isotonic when that slice is large enough, sigmoid otherwise).
+- delay: a booster for the expected slip (squared error: the mean, as the oracle's truth), two quantile boosters
+  for the range, widened by conformalized quantile regression on the calibration slice so the stated coverage
+  holds, and a calibrated booster for the probability of slipping past the tolerance.
+
+Monotone constraints encode what a quality manager knows and the directional tests check: more failed inspections
+or open defects never lower defect risk; a lower SPI never lowers the expected slip; slower or missing complaint
+answers never lower churn risk.
+"""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from features.settings import Settings
+from training.bundle import Calibrator, ModelBundle
+
+# +1: the prediction may only rise with the feature; -1: only fall.
+MONOTONE: dict[str, dict[str, int]] = {
+    "defect_risk": {
+        "inspections_failed_30d": 1,
+        "inspections_failed_90d": 1,
+        "inspections_failed_to_date": 1,
+        "defects_open": 1,
+        "severe_findings_90d": 1,
+    },
+    "delay": {"spi_to_date": -1, "spi_recent": -1},
+    "churn": {"complaint_response_hours_mean": 1, "complaints_unanswered": 1},
+}
+ISOTONIC_MIN_ROWS = 1000  # below this, a two-parameter sigmoid over-fits less than isotonic steps
+EARLY_STOPPING_SHARE = 0.15  # the latest part of the training rows, held out to choose the number of trees
+
+
+def lgb_params(settings: Settings, objective: str, target: str, features: list[str], **extra) -> dict:
+    params = {
+        "objective": objective,
+        "learning_rate": settings.learning_rate,
+        "num_leaves": settings.num_leaves,
+        "max_depth": settings.max_depth,
+        "min_child_samples": settings.min_child_samples,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "seed": settings.seed,
+        "deterministic": True,
+        "num_threads": 2,
+        "verbose": -1,
+        **extra,
+    }
+    monotone = MONOTONE.get(target, {})
+    if objective != "quantile":  # LightGBM refuses monotone constraints with the quantile objective
+        params["monotone_constraints"] = [monotone.get(f, 0) for f in features]
+        params["monotone_constraints_method"] = "advanced"
+    return params
+
+
+def fit_booster(X: pd.DataFrame, y: np.ndarray, params: dict, settings: Settings) -> lgb.Booster:
+    """Fit on the earlier training rows; the latest ``EARLY_STOPPING_SHARE`` (rows are in time order) choose when
+    to stop."""
+    n_fit = max(int(len(X) * (1 - EARLY_STOPPING_SHARE)), 1)
+    fit = lgb.Dataset(X.iloc[:n_fit], y[:n_fit], free_raw_data=False)
+    valid = lgb.Dataset(X.iloc[n_fit:], y[n_fit:], reference=fit)
+    callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)] if len(X) > n_fit else []
+    return lgb.train(
+        params,
+        fit,
+        num_boost_round=settings.n_estimators,
+        valid_sets=[valid] if callbacks else None,
+        callbacks=callbacks,
+    )
+
+
+def fit_calibrator(raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Isotonic on a large calibration slice, sigmoid on a small one; identity if it has one class only."""
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < 2:
+        return Calibrator("identity")
+    if len(y) >= ISOTONIC_MIN_ROWS:
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        return Calibrator("isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+    logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1)).reshape(-1, 1)
+    platt = LogisticRegression(C=1e6).fit(logit, y)
+    return Calibrator("sigmoid", a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+
+
+def categorical_columns(X: pd.DataFrame) -> list[str]:
+    return [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+
+
+def fit_classifier(
+    target: str, X_train: pd.DataFrame, y_train: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray, settings: Settings
+) -> ModelBundle:
+    features = list(X_train.columns)
+    booster = fit_booster(X_train, y_train, lgb_params(settings, "binary", target, features), settings)
+    bundle = ModelBundle(target, "classifier", features, categorical_columns(X_train), booster)
+    bundle.calibrator = fit_calibrator(booster.predict(bundle.frame(X_cal)), y_cal)
+    return bundle
+
+
+def fit_delay(
+    X_train: pd.DataFrame,
+    slip_train: np.ndarray,
+    late_train: np.ndarray,
+    X_cal: pd.DataFrame,
+    slip_cal: np.ndarray,
+    late_cal: np.ndarray,
+    settings: Settings,
+) -> ModelBundle:
+    features = list(X_train.columns)
+    alpha = (1 - settings.interval_coverage) / 2
+
+    def booster(objective: str, y: np.ndarray, **extra) -> lgb.Booster:
+        return fit_booster(X_train, y, lgb_params(settings, objective, "delay", features, **extra), settings)
+
+    bundle = ModelBundle(
+        "delay",
+        "delay",
+        features,
+        categorical_columns(X_train),
+        booster("regression", slip_train),
+        lower=booster("quantile", slip_train, alpha=alpha),
+        upper=booster("quantile", slip_train, alpha=1 - alpha),
+        late=booster("binary", late_train),
+    )
+    Xc = bundle.frame(X_cal)
+    bundle.calibrator = fit_calibrator(bundle.late.predict(Xc), late_cal)
+    bundle.conformal = conformal_margin(bundle, Xc, slip_cal, settings.interval_coverage)
+    return bundle
+
+
+def conformal_margin(bundle: ModelBundle, X_cal: pd.DataFrame, y_cal: np.ndarray, coverage: float) -> float:
+    """Conformalized quantile regression: the margin that makes [lower - m, upper + m] cover ``coverage`` of the
+    calibration rows (with the finite-sample correction), so it holds on new rows from the same process."""
+    bundle.conformal = 0.0
+    pred = bundle.predict(X_cal)
+    scores = np.maximum(pred["lower_days"] - y_cal, y_cal - pred["upper_days"])
+    n = len(scores)
+    if n == 0:
+        return 0.0
+    level = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return float(np.quantile(scores, level, method="higher"))

@@ -1,0 +1,193 @@
+"""MLflow: one experiment per model, a run per training, the registry, the aliases and the promotion gate.
+
+The embedded default is a sqlite store in the work folder, with artifacts beside it; ``MLFLOW_TRACKING_URI`` (or
+the ``mlflow_tracking_uri`` setting) points everything at a tracking server instead. A model is registered only
+after its run has logged everything, and serving reads only ``@champion``: a run that fails midway moves no alias
+and leaves nothing serving could pick up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from features.settings import REPO_ROOT, Settings
+from training import metrics
+from training.bundle import ModelBundle
+from training.evaluate import HEADLINE, LABEL, TrainResult
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas==3.1.1", "numpy>=2.4,<2.5", "scikit-learn==1.9.1"]
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the store in settings (creating the sqlite folder if that is the store)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def experiment_id(client: MlflowClient, target: str, settings: Settings) -> str:
+    name = f"eqsms-{target}"
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    local = settings.tracking_uri.startswith("sqlite:")
+    location = (settings.work_dir / "mlartifacts").resolve().as_uri() if local else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def flat_metrics(result: TrainResult) -> dict[str, float]:
+    """Every number of a training, as MLflow metric names (``model.roc_auc``, ``backtest.fold2.mae``, ...)."""
+    out = {f"{who}.{name}": value for who, values in result.metrics.items() for name, value in values.items()}
+    out.update({f"lift.{name}": value for name, value in result.lifts.items()})
+    for fold in result.backtest:
+        out.update(
+            {f"backtest.fold{fold['fold']}.{k}": v for k, v in fold.items() if isinstance(v, float | int) and k != "fold"}
+        )
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+@dataclass
+class Registered:
+    target: str
+    run_id: str
+    version: str
+    model_uri: str
+
+
+def log_training(
+    result: TrainResult, settings: Settings, client: MlflowClient, params: dict, tags: dict, artifacts: list[Path]
+) -> Registered:
+    """One run with everything a reviewer and serving need; then the model is registered as ``@challenger``."""
+    bundle = result.bundle
+    with mlflow.start_run(experiment_id=experiment_id(client, result.target, settings)) as run:
+        mlflow.log_params(params)
+        mlflow.set_tags({**tags, "git_commit": git_commit() or "unknown"})
+        mlflow.log_metrics(flat_metrics(result))
+        mlflow.log_dict({"backtest": result.backtest, "lifts": result.lifts, **bundle.meta}, "evaluation.json")
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = Path(tmp) / "test_rows.parquet"
+            result.test_rows.to_parquet(rows, index=False)
+            mlflow.log_artifact(str(rows))
+            example = bundle.frame(result.test_rows.head(5))
+            info = mlflow.lightgbm.log_model(
+                bundle.booster,
+                name="model",
+                signature=infer_signature(example, bundle.score(example)),
+                input_example=example,
+                pip_requirements=PIP_REQUIREMENTS,
+                extra_files=[str(p) for p in bundle.write_extras(Path(tmp) / "extras")],
+            )
+    version = mlflow.register_model(info.model_uri, result.target)
+    client.set_registered_model_alias(result.target, CHALLENGER, version.version)
+    return Registered(result.target, run.info.run_id, str(version.version), f"models:/{result.target}/{version.version}")
+
+
+def load_bundle(model_uri: str) -> ModelBundle:
+    """A bundle from the registry (``models:/defect_risk@champion``, ``models:/delay/3``) or a run."""
+    return ModelBundle.from_model_dir(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri)))
+
+
+def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(target, alias).version)
+    except MlflowException:
+        return None
+
+
+def gate_metric(target: str, bundle: ModelBundle, rows: pd.DataFrame) -> float:
+    """The headline metric of a model on given rows: ROC-AUC for the classifiers, MAE for delay."""
+    score = bundle.score(rows)
+    if target == "delay":
+        return metrics.regression(rows["slip_days"].to_numpy(), score)["mae"]
+    return metrics.classification(rows[LABEL[target]].to_numpy(), score)["roc_auc"]
+
+
+@dataclass
+class Decision:
+    target: str
+    promoted: bool
+    reason: str
+    challenger: str | None
+    champion_before: str | None
+    metric: str
+    challenger_value: float | None = None
+    champion_value: float | None = None
+
+    def summary(self) -> str:
+        verb = "promoted" if self.promoted else "kept the champion"
+        values = ""
+        if self.champion_value is not None:
+            values = (
+                f" ({self.metric}: challenger v{self.challenger} {self.challenger_value:.4f}, "
+                f"champion v{self.champion_before} {self.champion_value:.4f})"
+            )
+        return f"{self.target}: {verb}: {self.reason}{values}"
+
+
+def promote(client: MlflowClient, target: str, tolerance: float) -> Decision:
+    """Move ``@champion`` to ``@challenger`` if the challenger is no worse on the challenger's test rows.
+
+    Both models score the very same rows (logged with the challenger's run); the first model becomes champion.
+    The decision and both values are logged to the challenger's run and set as tags on its version.
+    """
+    metric = HEADLINE[target]
+    challenger = alias_version(client, target, CHALLENGER)
+    champion = alias_version(client, target, CHAMPION)
+    if challenger is None:
+        return Decision(target, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, metric)
+    if champion is None:
+        decision = Decision(target, True, "first model", challenger, None, metric)
+    elif champion == challenger:
+        return Decision(target, False, "the challenger already is the champion", challenger, champion, metric)
+    else:
+        version = client.get_model_version(target, challenger)
+        rows = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet"))
+        new = gate_metric(target, load_bundle(f"models:/{target}/{challenger}"), rows)
+        old = gate_metric(target, load_bundle(f"models:/{target}/{champion}"), rows)
+        better = new >= old - tolerance if metric in metrics.HIGHER_IS_BETTER else new <= old + tolerance
+        reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
+        decision = Decision(target, better, reason, challenger, champion, metric, new, old)
+    if decision.promoted:
+        client.set_registered_model_alias(target, CHAMPION, challenger)
+    _record(client, decision)
+    return decision
+
+
+def _record(client: MlflowClient, d: Decision) -> None:
+    version = client.get_model_version(d.target, d.challenger)
+    tags = {"gate.decision": "promoted" if d.promoted else "rejected", "gate.reason": d.reason, "gate.metric": d.metric}
+    if d.champion_before:
+        tags["gate.champion_version"] = d.champion_before
+    for key, value in tags.items():
+        client.set_model_version_tag(d.target, d.challenger, key, value)
+        client.set_tag(version.run_id, key, value)
+    for key, value in (("gate.challenger_value", d.challenger_value), ("gate.champion_value", d.champion_value)):
+        if value is not None:
+            client.log_metric(version.run_id, key, value)
