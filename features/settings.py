@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     min_child_samples: int = Field(20, gt=0)
     early_stopping_rounds: int = Field(40, gt=0)
     seed: int = Field(7, description="seed for every model")
+    lgb_threads: int = Field(1, gt=0, description="LightGBM threads (1 is fastest here below ~50k rows)")
     promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
 
     @property

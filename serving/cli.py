@@ -9,13 +9,14 @@ from __future__ import annotations
 import typer
 
 from features import cli as features_cli
+from training import cli as training_cli
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="EQSMS Risk: defect, delay and churn risk before each milestone.",
 )
-for stage in (features_cli.app,):
+for stage in (features_cli.app, training_cli.app):
     app.registered_commands += stage.registered_commands
     app.registered_groups += stage.registered_groups
 

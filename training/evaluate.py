@@ -137,7 +137,7 @@ def train_target(target: str, ds: Dataset, settings: Settings, oracle: pd.DataFr
     for k, fold in enumerate(rolling_origin(ds.frame["as_of"], settings.backtest_folds), start=1):
         _, fold_pred = _fit_and_score(target, ds, fold, settings)
         window = fold.windows(ds.frame["as_of"])["test"]
-        backtest.append({"fold": k, "test_window": window, "test_rows": len(fold.test)})
+        backtest.append({"fold": k, "window": window, "test_rows": len(fold.test)})
         backtest[-1].update(_score(target, ds, fold.test, fold_pred))
     bundle.meta.update(
         {

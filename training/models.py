@@ -51,7 +51,7 @@ def lgb_params(settings: Settings, objective: str, target: str, features: list[s
         "lambda_l2": 1.0,
         "seed": settings.seed,
         "deterministic": True,
-        "num_threads": 2,
+        "num_threads": settings.lgb_threads,
         "verbose": -1,
         **extra,
     }

@@ -1,0 +1,238 @@
+"""`eqsms train` end to end: datasets -> fit and evaluate -> evidence -> MLflow run -> registry (-> gate)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.datasets import TARGETS, Dataset, TargetUnavailable, churn, defect_risk, delay, tables_fingerprint
+from features.families import Context
+from features.settings import Settings
+from training import report
+from training.evaluate import LABEL, TrainResult, train_target
+from training.tracking import Decision, Registered, configure, log_training, promote
+
+PURPOSE = {
+    "defect_risk": "probability that a milestone's acceptance fails on first pass, scored before the milestone",
+    "delay": "expected slip of a milestone in days, a range with stated coverage, and the probability of being late",
+    "churn": "probability that a client awards no new project within the churn window after a handover",
+}
+KNOWN_LIMITS = [
+    "Trained and tested on the rows of one firm's exports; a new firm or project type needs its own backtest.",
+    "Drivers (SHAP) are in the raw model's log-odds (classifiers) or days (delay), before calibration.",
+    "The test window is the latest period of the data: metrics can drift as the mix of projects changes.",
+]
+BUILDERS: dict[str, Callable[[Context, str], Dataset]] = {"defect_risk": defect_risk, "delay": delay, "churn": churn}
+
+
+@dataclass
+class Outcome:
+    target: str
+    result: TrainResult | None = None
+    registered: Registered | None = None
+    decision: Decision | None = None
+    skipped: str | None = None
+
+
+def evidence(result: TrainResult, folder: Path, git_commit: str | None) -> list[Path]:
+    """The plots and the model card a reviewer looks at, written into ``folder``."""
+    b, rows, pred = result.bundle, result.test_rows, result.predictions
+    name = result.target
+    X = b.frame(rows)
+    contributions = b.booster.predict(X, pred_contrib=True)
+    paths = [
+        report.shap_summary_plot(contributions, X, folder / "shap_summary.png", f"{name}: drivers on the test rows"),
+        report.importance_plot(b.booster, folder / "feature_importance.png", f"{name}: gain importance"),
+    ]
+    if b.kind == "classifier":
+        paths.append(
+            report.reliability_plot(
+                rows[LABEL[name]].to_numpy(),
+                pred["model_probability"],
+                folder / "calibration.png",
+                f"{name}: reliability on the test rows",
+                baseline_prob=pred.get("logistic_regression_probability"),
+                baseline_label="logistic regression",
+            )
+        )
+    else:
+        y = rows["slip_days"].to_numpy()
+        paths.append(
+            report.coverage_plot(
+                y,
+                pred["model_expected_slip_days"],
+                pred["model_lower_days"],
+                pred["model_upper_days"],
+                b.meta["interval_coverage"],
+                folder / "delay_range_coverage.png",
+                "delay: range coverage by predicted slip",
+            )
+        )
+        paths.append(
+            report.reliability_plot(
+                rows["late"].to_numpy(),
+                pred["model_late_probability"],
+                folder / "calibration.png",
+                "delay: reliability of the late probability",
+            )
+        )
+    card = report.ModelCard(
+        name=name,
+        target=PURPOSE.get(name, name),
+        intended_use="Planners ranking upcoming milestones and clients for attention; dashboards.",
+        not_intended_for=["Judging individual workers or subcontractors", "Contract or legal decisions on its own"],
+        dataset_fingerprint=b.meta["dataset_fingerprint"],
+        rows=b.meta["rows"],
+        as_of_windows={k: tuple(v) for k, v in b.meta["windows"].items()},
+        n_features=len(b.features),
+        metrics=result.metrics,
+        lifts=result.lifts,
+        backtest=result.backtest,
+        known_limits=KNOWN_LIMITS,
+        git_commit=git_commit,
+    )
+    card_path = folder / "model_card.md"
+    card_path.write_text(report.model_card(card))
+    return [*paths, card_path]
+
+
+def params_of(result: TrainResult, settings: Settings) -> dict:
+    b = result.bundle
+    keys = (
+        "train_share",
+        "calibration_share",
+        "backtest_folds",
+        "interval_coverage",
+        "n_estimators",
+        "learning_rate",
+        "num_leaves",
+        "max_depth",
+        "min_child_samples",
+        "early_stopping_rounds",
+        "seed",
+        "horizon_days",
+        "late_tolerance_days",
+        "churn_window_days",
+    )
+    out = {k: getattr(settings, k) for k in keys}
+    out.update(
+        {
+            "n_features": len(b.features),
+            "trees": b.booster.num_trees(),
+            "calibration": b.calibrator.method if b.calibrator else "none",
+            "conformal_margin_days": round(b.conformal, 3),
+        }
+    )
+    return out
+
+
+def tags_of(result: TrainResult, ds: Dataset, source: str) -> dict:
+    windows = result.bundle.meta["windows"]
+    return {
+        "target": result.target,
+        "source": source,
+        "dataset.fingerprint": ds.fingerprint,
+        "dataset.rows": str(len(ds.frame)),
+        "dataset.as_of_window": " .. ".join(ds.meta.get("as_of_window") or []),
+        "dataset.test_window": " .. ".join(windows["test"]),
+    }
+
+
+def run_target(
+    ds: Dataset, settings: Settings, oracle: pd.DataFrame | None, source: str, gate: bool, client=None
+) -> Outcome:
+    """Train, log and register one target; with ``gate``, run the promotion gate on it."""
+    from training.tracking import git_commit
+
+    client = client or configure(settings)
+    result = train_target(ds.target, ds, settings, oracle)
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = evidence(result, Path(tmp), git_commit())
+        registered = log_training(
+            result, settings, client, params_of(result, settings), tags_of(result, ds, source), artifacts
+        )
+    decision = promote(client, ds.target, settings.promotion_tolerance) if gate else None
+    return Outcome(ds.target, result, registered, decision)
+
+
+def datasets_from_data(data, settings: Settings, targets: list[str]) -> dict[str, Dataset | str]:
+    """Each asked-for target's dataset, or the reason the data cannot label it."""
+    ctx = Context.build(data.tables, settings)
+    data_hash = tables_fingerprint(data.tables)
+    out: dict[str, Dataset | str] = {}
+    for target in targets:
+        try:
+            out[target] = BUILDERS[target](ctx, data_hash)
+        except TargetUnavailable as err:
+            out[target] = str(err)
+    return out
+
+
+def dataset_from_table(
+    path: Path, target: str, label: str, time_column: str, id_columns: list[str], settings: Settings
+) -> Dataset:
+    """A feature table a data scientist prepared: ids, a time column (the as_of), a label and feature columns.
+
+    Text columns become categorical features; for ``delay`` the label is the slip in days and ``late`` is derived
+    with the tolerance in settings.
+    """
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = [c for c in [label, time_column, *id_columns] if c not in frame]
+    if missing:
+        raise ValueError(f"{path.name}: no column {', '.join(missing)}; columns: {', '.join(frame.columns)}")
+    frame = frame.rename(columns={time_column: "as_of", label: LABEL[target]})
+    frame["as_of"] = pd.to_datetime(frame["as_of"])
+    labels = [LABEL[target]]
+    if target == "delay":
+        frame["late"] = (frame["slip_days"] > settings.late_tolerance_days).astype("int8")
+        labels.append("late")
+    features = [c for c in frame.columns if c not in {*id_columns, "as_of", *labels}]
+    for col in features:
+        if not pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+            frame[col] = frame[col].astype("category")
+    frame = frame.sort_values("as_of", kind="stable").reset_index(drop=True)
+    digest = tables_fingerprint({"table": frame})
+    meta = {
+        "target": target,
+        "rows": len(frame),
+        "feature_columns": features,
+        "as_of_window": [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())],
+        "fingerprint": digest,
+        "source": str(path),
+    }
+    return Dataset(target, frame, list(id_columns), labels, features, meta)
+
+
+def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
+    """One line a target for the terminal: headline metric against baselines and oracle, registry state."""
+    rows = []
+    for o in outcomes:
+        if o.skipped:
+            rows.append([o.target, "-", "-", "-", "-", f"skipped: {o.skipped}"])
+            continue
+        m = o.result.metrics
+        key = "mae" if o.target == "delay" else "roc_auc"
+        base = next(name for name in m if name not in ("model", "oracle", "reference_class"))
+        fmt = "{:.3f}".format
+        state = f"v{o.registered.version}"
+        if o.decision:
+            state += " champion" if o.decision.promoted else " challenger (gate: kept champion)"
+        rows.append(
+            [
+                o.target,
+                f"{key} {fmt(m['model'][key])}",
+                fmt(m["reference_class"][key]),
+                fmt(m[base][key]),
+                fmt(m["oracle"][key]) if "oracle" in m else "-",
+                state,
+            ]
+        )
+    return rows
+
+
+def all_targets(model: str) -> list[str]:
+    return list(TARGETS) if model == "all" else [model]
