@@ -40,8 +40,16 @@ def configure(settings: Settings) -> MlflowClient:
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    user_choice = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    mlflow.set_registry_uri(uri)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's environment back, so that the next
+    # Settings() resolves its store from settings and the user's own variable, not from this call.
+    if user_choice is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_choice
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def experiment_id(client: MlflowClient, target: str, settings: Settings) -> str:

@@ -1,0 +1,216 @@
+"""Training end to end on data_samples/: fit, evaluate, log to a real MLflow store, register, promote.
+
+The store is a real sqlite MLflow store in a temporary folder (and, in one test, a real `mlflow server` process).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.datasets import defect_risk, write_dataset
+from features.families import Context
+from features.settings import Settings, get_settings
+from features.validate import load
+from training import tracking
+from training.evaluate import read_oracle
+from training.pipeline import datasets_from_data, run_target
+
+SAMPLE = get_settings().data_dir
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    """All three models trained once with the gate into a fresh sqlite store."""
+    settings = Settings(work_dir=tmp_path_factory.mktemp("work"))
+    client = tracking.configure(settings)
+    datasets = datasets_from_data(data, settings, ["defect_risk", "delay", "churn"])
+    oracle = read_oracle(SAMPLE)
+    outcomes = {name: run_target(ds, settings, oracle, str(SAMPLE), True, client) for name, ds in datasets.items()}
+    return settings, client, outcomes
+
+
+def test_registry_after_first_training(trained):
+    _, client, outcomes = trained
+    for name, outcome in outcomes.items():
+        assert outcome.registered.version == "1"
+        assert tracking.alias_version(client, name, "challenger") == "1"
+        assert tracking.alias_version(client, name, "champion") == "1"
+        assert outcome.decision.promoted and outcome.decision.reason == "first model"
+
+
+def test_logged_metrics_beat_the_reference_class(trained):
+    _, client, outcomes = trained
+    for name, outcome in outcomes.items():
+        logged = client.get_run(outcome.registered.run_id).data.metrics
+        if name == "delay":
+            assert logged["model.mae"] < logged["reference_class.mae"]
+            assert logged["model.late_auc"] > logged["reference_class.late_auc"]
+            assert abs(logged["model.coverage"] - 0.8) < 0.1
+        else:
+            assert logged["model.roc_auc"] > logged["reference_class.roc_auc"]
+        assert any(k.startswith("backtest.fold3.") for k in logged)
+        assert "oracle.mae" in logged or "oracle.roc_auc" in logged
+
+
+def test_run_has_the_evidence_and_the_model_travels_with_what_serving_needs(trained):
+    _, client, outcomes = trained
+    for name, outcome in outcomes.items():
+        run_id = outcome.registered.run_id
+        files = {a.path for a in client.list_artifacts(run_id)}
+        plot = "delay_range_coverage.png" if name == "delay" else "calibration.png"
+        assert {"model_card.md", "shap_summary.png", "feature_importance.png", plot, "test_rows.parquet"} <= files
+        run = client.get_run(run_id)
+        assert run.data.tags["dataset.fingerprint"] and run.data.tags["git_commit"]
+        assert run.data.params["n_features"] == str(len(outcome.result.bundle.features))
+        # The registered model, loaded back alone, scores exactly as the trained one.
+        loaded = tracking.load_bundle(f"models:/{name}@champion")
+        rows = outcome.result.test_rows
+        for key, value in outcome.result.bundle.predict(rows).items():
+            np.testing.assert_array_equal(loaded.predict(rows)[key], value, err_msg=f"{name}.{key}")
+        card = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")).read_text()
+        assert "reference_class" in card and "Known limits" in card.replace("known limits", "Known limits")
+
+
+def _vary(bundle, rows: pd.DataFrame, feature: str, values: list[float]) -> np.ndarray:
+    """Scores of every row with ``feature`` set to each value in turn: shape (len(values), len(rows))."""
+    return np.array([bundle.score(rows.assign(**{feature: v})) for v in values])
+
+
+@pytest.mark.parametrize(
+    ("name", "feature", "values", "direction"),
+    [
+        ("defect_risk", "inspections_failed_30d", [0, 1, 2, 4, 8], 1),
+        ("defect_risk", "defects_open", [0, 2, 5, 10, 40], 1),
+        ("delay", "spi_to_date", [1.2, 1.0, 0.9, 0.8, 0.6], 1),  # a lower SPI must not lower the slip
+        ("churn", "complaint_response_hours_mean", [1, 8, 24, 72, 240], 1),
+    ],
+)
+def test_directional_behaviour(trained, name, feature, values, direction):
+    """Others held fixed, moving the feature the bad way never lowers the risk of any test row."""
+    outcome = trained[2][name]
+    scores = _vary(outcome.result.bundle, outcome.result.test_rows, feature, values)
+    assert np.all(np.diff(scores, axis=0) * direction >= -1e-12)
+
+
+def test_gate_rejects_a_worse_challenger_and_promotes_a_better_one(tmp_path, data):
+    settings = Settings(work_dir=tmp_path)
+    client = tracking.configure(settings)
+    ds = datasets_from_data(data, settings, ["defect_risk"])["defect_risk"]
+    stump = settings.model_copy(update={"n_estimators": 1, "num_leaves": 2, "max_depth": 1})
+    first = run_target(ds, stump, None, "test", True, client)
+    assert first.decision.promoted  # the first model becomes champion, however weak
+    better = run_target(ds, settings, None, "test", True, client)
+    assert better.decision.promoted and better.decision.challenger_value > better.decision.champion_value
+    worse = run_target(ds, stump, None, "test", True, client)
+    assert not worse.decision.promoted
+    assert worse.decision.challenger_value < worse.decision.champion_value
+    assert tracking.alias_version(client, "defect_risk", "champion") == better.registered.version
+    assert tracking.alias_version(client, "defect_risk", "challenger") == worse.registered.version
+    run = client.get_run(worse.registered.run_id)
+    assert run.data.tags["gate.decision"] == "rejected" and "gate.champion_value" in run.data.metrics
+
+
+def test_a_run_that_fails_midway_moves_nothing(tmp_path, data, monkeypatch):
+    settings = Settings(work_dir=tmp_path)
+    client = tracking.configure(settings)
+    ds = datasets_from_data(data, settings, ["churn"])["churn"]
+    run_target(ds, settings, None, "test", True, client)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full while writing the model")
+
+    monkeypatch.setattr(mlflow.lightgbm, "log_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_target(ds, settings, None, "test", True, client)
+    versions = client.search_model_versions("name='churn'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert tracking.alias_version(client, "churn", "champion") == "1"
+    failed = mlflow.search_runs(experiment_names=["eqsms-churn"], filter_string="attributes.status = 'FAILED'")
+    assert len(failed) == 1
+
+
+def test_train_cli_on_a_prepared_feature_table(tmp_path, data, monkeypatch):
+    """`eqsms train --dataset` trains on a table a data scientist prepared, with the same tracking."""
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    settings = Settings(work_dir=tmp_path)
+    table = write_dataset(defect_risk(Context.build(data.tables, settings)), tmp_path / "prepared")
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
+    get_settings.cache_clear()
+    try:
+        args = ["train", "--model", "defect_risk", "--dataset", str(table), "--target", "first_pass_failed"]
+        args += ["--time-column", "as_of", "--id-columns", "milestone_id,project_id", "--promote"]
+        result = CliRunner().invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    assert tracking.alias_version(client, "defect_risk", "champion") == "1"
+    meta = json.loads(Path(table).with_suffix(".json").read_text())
+    run = client.get_run(client.get_model_version("defect_risk", "1").run_id)
+    assert run.data.tags["source"] == str(table)
+    assert run.data.params["n_features"] == str(len(meta["feature_columns"]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on a free loopback port, stopped by its pid."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
+    cmd += ["--artifacts-destination", str(tmp_path / "server-artifacts")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mlflow server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_training_against_a_real_tracking_server(mlflow_server, tmp_path, data):
+    settings = Settings(work_dir=tmp_path / "work", mlflow_tracking_uri=mlflow_server)
+    client = tracking.configure(settings)
+    ds = datasets_from_data(data, settings, ["churn"])["churn"]
+    outcome = run_target(ds, settings, None, "test", True, client)
+    assert MlflowClient(mlflow_server).get_model_version_by_alias("churn", "champion").version == "1"
+    loaded = tracking.load_bundle("models:/churn@champion")
+    np.testing.assert_array_equal(
+        loaded.score(outcome.result.test_rows), outcome.result.bundle.score(outcome.result.test_rows)
+    )
+    assert not (tmp_path / "work" / "mlflow.db").exists()  # nothing went to the embedded store
