@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test lint format bench-features sample-data clean
+.PHONY: help install run test lint format bench-features bench-training sample-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the pinned stack (uv, bytecode compiled)
 
-run: $(STAMP) ## the main job on the embedded defaults: validate the sample world, build the three datasets
+run: $(STAMP) ## the main job on the embedded defaults: validate, build datasets, train, register and promote
 	$(EQSMS) validate
 	$(EQSMS) features build
+	$(EQSMS) train --promote
 
 test: $(STAMP) ## lint, then the whole test suite
 	$(VENV)/bin/ruff check .
@@ -37,6 +38,9 @@ lint: $(STAMP) ## ruff check and format check
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench-training: $(STAMP) ## train all three models at 10,000 projects, quality against baselines and oracle
+	$(PY) -m benchmarks.training
 
 bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
 	$(PY) -m benchmarks.features

@@ -181,6 +181,7 @@ def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame
             "planned_duration_days": duration,
             "days_since_start": since_start,
             "elapsed_share": ratio(since_start, duration),
+            "days_past_planned_end": (q.t - end) / SECONDS_PER_DAY,  # < 0 while the plan still has time
             "days_since_award": np.where(awarded < q.t, (q.t - awarded) / SECONDS_PER_DAY, np.nan),
         },
         index=rows.index,

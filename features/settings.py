@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     n_estimators: int = Field(400, gt=0, description="LightGBM trees at most (early stopping picks fewer)")
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(15, gt=1)
+    num_leaves_by_model: dict[str, int] = Field(
+        {"churn": 7}, description="per-model leaves; churn has about a tenth of the milestone targets' rows"
+    )
     max_depth: int = Field(5, description="caps explanation cost at serving time (DESIGN.md)")
     min_child_samples: int = Field(20, gt=0)
     early_stopping_rounds: int = Field(40, gt=0)

@@ -65,6 +65,7 @@ def test_project_and_milestone_features(m3):
             "planned_duration_days": 334.0,  # 2020-02-01 .. 2020-12-31
             "days_since_start": 320.0,
             "elapsed_share": 320 / 334,
+            "days_past_planned_end": -14.0,
             "days_since_award": 351.0,
             "milestone_kind": "handover",
             "milestone_sequence": 3.0,

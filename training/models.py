@@ -42,7 +42,7 @@ def lgb_params(settings: Settings, objective: str, target: str, features: list[s
     params = {
         "objective": objective,
         "learning_rate": settings.learning_rate,
-        "num_leaves": settings.num_leaves,
+        "num_leaves": settings.num_leaves_by_model.get(target, settings.num_leaves),
         "max_depth": settings.max_depth,
         "min_child_samples": settings.min_child_samples,
         "feature_fraction": 0.8,

@@ -119,6 +119,7 @@ def params_of(result: TrainResult, settings: Settings) -> dict:
         "churn_window_days",
     )
     out = {k: getattr(settings, k) for k in keys}
+    out["num_leaves"] = settings.num_leaves_by_model.get(result.target, settings.num_leaves)
     out.update(
         {
             "n_features": len(b.features),
