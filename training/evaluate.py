@@ -114,10 +114,33 @@ def _oracle_predictions(target: str, oracle: pd.DataFrame, test: pd.DataFrame) -
     return {"probability": found["truth"].to_numpy()}
 
 
-def train_target(target: str, ds: Dataset, settings: Settings, oracle: pd.DataFrame | None = None) -> TrainResult:
+def feature_ranges(X: pd.DataFrame) -> dict[str, list[float]]:
+    """[min, max] of each numeric feature on the training rows: serving flags values far outside them."""
+    out = {}
+    for col in X.columns:
+        if isinstance(X[col].dtype, pd.CategoricalDtype):
+            continue
+        values = X[col].to_numpy(dtype="float64")
+        if np.isfinite(values).any():
+            out[col] = [float(np.nanmin(values)), float(np.nanmax(values))]
+    return out
+
+
+def train_target(
+    target: str,
+    ds: Dataset,
+    settings: Settings,
+    oracle: pd.DataFrame | None = None,
+    split: Split | None = None,
+    backtest_splits: list[Split] | None = None,
+) -> TrainResult:
     """Fit, calibrate and test one model on a time split; score the baselines and the oracle on its test rows;
-    repeat the fit on rolling-origin folds to show how stable the metrics are."""
-    split = time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    repeat the fit on rolling-origin folds to show how stable the metrics are.
+
+    ``split`` and ``backtest_splits`` replace the default time split and rolling-origin folds (for example a split
+    that also keeps each project's rows on one side, or leave-one-project-out folds).
+    """
+    split = split or time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
         raise ValueError(f"{target}: too few rows ({len(ds.frame)}) for a train/calibration/test split")
     bundle, pred = _fit_and_score(target, ds, split, settings)
@@ -134,7 +157,10 @@ def train_target(target: str, ds: Dataset, settings: Settings, oracle: pd.DataFr
     lifts = {f"{headline}_vs_{name}": metrics.lift(results["model"], results[name], headline) for name in results}
     lifts.pop(f"{headline}_vs_model")
     backtest = []
-    for k, fold in enumerate(rolling_origin(ds.frame["as_of"], settings.backtest_folds), start=1):
+    folds = (
+        backtest_splits if backtest_splits is not None else rolling_origin(ds.frame["as_of"], settings.backtest_folds)
+    )
+    for k, fold in enumerate(folds, start=1):
         _, fold_pred = _fit_and_score(target, ds, fold, settings)
         window = fold.windows(ds.frame["as_of"])["test"]
         backtest.append({"fold": k, "window": window, "test_rows": len(fold.test)})
@@ -145,6 +171,7 @@ def train_target(target: str, ds: Dataset, settings: Settings, oracle: pd.DataFr
             "windows": split.windows(ds.frame["as_of"]),
             "rows": {name: int(len(idx)) for name, idx in split.parts().items()},
             "test_metrics": results["model"],
+            "feature_ranges": feature_ranges(ds.frame[ds.feature_columns].iloc[split.train]),
             "interval_coverage": settings.interval_coverage,
             "late_tolerance_days": settings.late_tolerance_days,
             "horizon_days": settings.horizon_days,
