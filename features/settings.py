@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     lgb_threads: int = Field(1, gt=0, description="LightGBM threads (1 is fastest here below ~50k rows)")
     promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
 
+    # Serving (issue 4).
+    host: str = Field("127.0.0.1", description="where `eqsms serve` listens")
+    port: int = Field(3000, gt=0, lt=65536)
+    risk_levels: dict[str, list[float]] = Field(
+        {"defect_risk": [0.15, 0.30], "churn": [0.30, 0.50]},
+        description="probability cut-offs between low, medium and high",
+    )
+    max_batch_projects: int = Field(5000, gt=0, description="largest /v1/risk/batch request")
+    default_top_k: int = Field(5, ge=0, le=50, description="drivers per prediction unless a request says")
+
     @property
     def tracking_uri(self) -> str:
         import os

@@ -1,0 +1,371 @@
+"""The scoring engine behind the service: the three @champion models, the validated data and the feature code.
+
+It knows nothing of HTTP: the BentoML service (``serving/service.py``) turns requests into calls here and
+:class:`RequestError` into 4xx answers. Features come from ``features/`` (the same code that built the training
+rows), models from the MLflow registry, explanations from LightGBM's exact TreeSHAP (``pred_contrib``), computed for
+all rows of a request in one call per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.datasets import TARGETS, churn_rows, latest_fact, milestone_rows, now
+from features.families import Context
+from features.io import ContractError
+from features.settings import Settings
+from features.validate import load
+from serving.drivers import top_drivers
+from training.bundle import ModelBundle
+
+CHAMPION = "champion"
+
+
+class NotReady(Exception):
+    """The service cannot start: the message names what is missing and the command that creates it."""
+
+
+class RequestError(Exception):
+    """A request the engine cannot answer; ``field`` names the part of the request at fault."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
+    return np.array(["low", "medium", "high"])[np.searchsorted(thresholds, p, side="right")].tolist()
+
+
+def _values(X: pd.DataFrame) -> list[list]:
+    """Feature values per row as plain Python (NaN as None), for the response."""
+    frame = X.astype("object").where(X.notna(), None)
+    return frame.to_numpy().tolist()
+
+
+@dataclass
+class Scored:
+    """One model's answers for a block of rows."""
+
+    outputs: dict[str, np.ndarray]
+    drivers: list[list[dict]]
+
+
+class Engine:
+    def __init__(self, settings: Settings, tables: dict[str, pd.DataFrame], bundles: dict[str, ModelBundle], info):
+        self.settings = settings
+        self.tables = tables
+        self.bundles = bundles
+        self.info = info  # name -> registry facts (version, alias, run id, created)
+        self.ctx = Context.build(tables, settings)
+        self.projects = tables["projects"].set_index("project_id", drop=False)
+        milestones = tables["milestones"]
+        self.milestones = milestones
+        self.milestones_of = milestones.groupby("project_id", sort=False).indices  # project_id -> row positions
+        self.milestone_ids = pd.Index(milestones["milestone_id"])
+        self.latest_fact = latest_fact(tables)
+
+    # ------------------------------------------------------------------------------------------------ start-up
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        """Load the validated data folder and the three @champion models, or say what is missing."""
+        from training.tracking import alias_version, configure, load_bundle
+
+        try:
+            data = load(settings.data_dir)
+        except ContractError as err:
+            raise NotReady(
+                f"the data folder {settings.data_dir} cannot be used: {err}\n"
+                "Point EQSMS_DATA_DIR at a folder of exports, or create a sample with `eqsms generate`."
+            ) from err
+        client = configure(settings)
+        versions = {name: alias_version(client, name, CHAMPION) for name in TARGETS}
+        missing = [name for name, version in versions.items() if version is None]
+        if missing:
+            raise NotReady(
+                f"no @{CHAMPION} model for {', '.join(missing)} in the MLflow store {settings.tracking_uri}.\n"
+                "Create them with `eqsms train --promote` (or point MLFLOW_TRACKING_URI at the store that has them)."
+            )
+        bundles, info = {}, {}
+        for name, version in versions.items():
+            bundles[name] = load_bundle(f"models:/{name}/{version}")
+            mv = client.get_model_version(name, version)
+            info[name] = {
+                "name": name,
+                "version": str(version),
+                "alias": CHAMPION,
+                "run_id": mv.run_id,
+                "trained_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+            }
+        return cls(settings, data.tables, bundles, info)
+
+    # ------------------------------------------------------------------------------------------------- scoring
+    def _score(self, name: str, X: pd.DataFrame, top_k: int) -> Scored:
+        """Predictions and drivers of one model for all rows at once (one TreeSHAP call)."""
+        bundle = self.bundles[name]
+        frame = bundle.frame(X)
+        contrib = bundle.booster.predict(frame, pred_contrib=True)
+        raw = contrib.sum(axis=1)
+        if bundle.kind == "classifier":
+            outputs = {"probability": bundle.calibrator(_sigmoid(raw))}
+        else:
+            outputs = {
+                "expected_slip_days": raw,
+                "lower_days": np.minimum(bundle.lower.predict(frame), raw) - bundle.conformal,
+                "upper_days": np.maximum(bundle.upper.predict(frame), raw) + bundle.conformal,
+                "late_probability": bundle.calibrator(bundle.late.predict(frame)),
+            }
+        drivers = top_drivers(contrib, bundle.features, _values(frame), name, top_k) if top_k else [[]] * len(X)
+        return Scored(outputs, drivers)
+
+    def _milestone_answers(self, rows: pd.DataFrame, features: pd.DataFrame, top_k: int) -> list[dict]:
+        defect, delay = self._score("defect_risk", features, top_k), self._score("delay", features, top_k)
+        p = defect.outputs["probability"]
+        levels = _level(p, self.settings.risk_levels["defect_risk"])
+        coverage = self.bundles["delay"].meta.get("interval_coverage")
+        out = []
+        for i, (milestone_id, kind, planned) in enumerate(
+            zip(rows["milestone_id"], rows["kind"], rows["planned_date"], strict=True)
+        ):
+            out.append(
+                {
+                    "milestone_id": milestone_id,
+                    "kind": kind,
+                    "planned_date": planned.date().isoformat(),
+                    "defect_risk": {"probability": float(p[i]), "level": levels[i], "drivers": defect.drivers[i]},
+                    "delay": {
+                        "expected_slip_days": float(delay.outputs["expected_slip_days"][i]),
+                        "range_days": [float(delay.outputs["lower_days"][i]), float(delay.outputs["upper_days"][i])],
+                        "range_coverage": coverage,
+                        "late_probability": float(delay.outputs["late_probability"][i]),
+                        "late_tolerance_days": self.settings.late_tolerance_days,
+                        "drivers": delay.drivers[i],
+                    },
+                }
+            )
+        return out
+
+    # ---------------------------------------------------------------------------------------------- validation
+    def check_projects(self, project_ids: list[str], field: str = "project_id") -> None:
+        unknown = [p for p in project_ids if p not in self.projects.index]
+        if unknown:
+            raise RequestError(field, f"unknown project id(s): {', '.join(map(str, unknown[:10]))}", 404)
+
+    def resolve_as_of(self, as_of, project_ids: list[str]) -> pd.Timestamp:
+        t = now() if as_of is None else pd.Timestamp(as_of)
+        if t.tzinfo is not None:
+            t = t.tz_convert("UTC").tz_localize(None)
+        starts = self.projects.loc[project_ids, "planned_start"].dropna()
+        early = starts[starts > t]
+        if len(early):
+            first = early.index[0]
+            raise RequestError(
+                "as_of",
+                f"{t.date()} is before project {first} began (planned start {early.iloc[0].date()})",
+            )
+        return t
+
+    # ---------------------------------------------------------------------------------------------- endpoints
+    def risk(
+        self,
+        project_ids: list[str],
+        as_of=None,
+        milestone_ids: list[str] | None = None,
+        top_k: int = 5,
+        field: str = "project_id",
+    ) -> list[dict]:
+        """Each project's open milestones at ``as_of`` (all, or the given ids) with defect and delay risk, and
+        its client's churn risk, in one vectorised pass over all the projects."""
+        self.check_projects(project_ids, field)
+        t = self.resolve_as_of(as_of, project_ids)
+        positions = np.concatenate([self.milestones_of.get(p, np.empty(0, int)) for p in project_ids])
+        rows = self.milestones.iloc[np.sort(positions)]
+        rows = rows[~(rows["actual_date"] < t)]
+        if milestone_ids is not None:
+            self._check_milestones(milestone_ids, project_ids)
+            rows = rows[rows["milestone_id"].isin(milestone_ids)]
+        rows = rows.assign(as_of=t)
+        milestones = self._milestone_answers(rows, milestone_rows(self.ctx, rows), top_k) if len(rows) else []
+        by_project: dict[str, list[dict]] = {p: [] for p in project_ids}
+        for project_id, answer in zip(rows["project_id"], milestones, strict=True):
+            by_project[project_id].append(answer)
+        churn = self._churn(project_ids, t, top_k)
+        return [
+            {
+                "project_id": p,
+                "client_id": self._client(p),
+                "as_of": t.isoformat(),
+                "milestones": by_project[p],
+                "churn": churn[i],
+            }
+            for i, p in enumerate(project_ids)
+        ]
+
+    def _client(self, project_id: str):
+        client = self.projects.at[project_id, "client_id"]
+        return None if pd.isna(client) else client
+
+    def _churn(self, project_ids: list[str], t: pd.Timestamp, top_k: int) -> list[dict]:
+        rows = pd.DataFrame({"project_id": project_ids, "as_of": t})
+        scored = self._score("churn", churn_rows(self.ctx, rows), top_k)
+        p = scored.outputs["probability"]
+        levels = _level(p, self.settings.risk_levels["churn"])
+        return [
+            {"probability": float(p[i]), "level": levels[i], "drivers": scored.drivers[i]} for i in range(len(rows))
+        ]
+
+    def _check_milestones(self, milestone_ids: list[str], project_ids: list[str]) -> None:
+        found = self.milestones.iloc[self.milestone_ids.get_indexer(milestone_ids)]
+        unknown = [
+            m for m, pos in zip(milestone_ids, self.milestone_ids.get_indexer(milestone_ids), strict=True) if pos < 0
+        ]
+        if unknown:
+            raise RequestError("milestone_ids", f"unknown milestone id(s): {', '.join(unknown[:10])}", 404)
+        elsewhere = found[~found["project_id"].isin(project_ids)]["milestone_id"].tolist()
+        if elsewhere:
+            raise RequestError("milestone_ids", f"not milestones of this project: {', '.join(elsewhere[:10])}")
+
+    def open_projects(self) -> list[str]:
+        """Projects without a handover date: what a dashboard means by 'all open projects'."""
+        return self.projects.index[self.projects["actual_end"].isna()].tolist()
+
+    def freshness(self, as_of: pd.Timestamp) -> dict:
+        latest = self.latest_fact
+        return {
+            "latest_fact": latest.isoformat() if latest is not None else None,
+            "days_since_latest_fact": round((as_of - latest) / pd.Timedelta(days=1), 2) if latest is not None else None,
+        }
+
+    def versions(self) -> dict[str, str]:
+        return {name: info["version"] for name, info in self.info.items()}
+
+    def predict(self, model: str, rows: list[dict], top_k: int = 5) -> dict:
+        """Predictions and drivers for feature rows the caller supplies; missing features are allowed, unknown
+        categories and values far outside the training range are scored but flagged."""
+        if model not in self.bundles:
+            raise RequestError("model", f"'{model}' is not one of {', '.join(self.bundles)}")
+        bundle = self.bundles[model]
+        known = set(bundle.features)
+        for i, row in enumerate(rows):
+            extra = sorted(set(row) - known)
+            if extra:
+                raise RequestError(f"rows[{i}].{extra[0]}", f"not a feature of {model}; see GET /v1/models")
+        X = pd.DataFrame.from_records(rows, columns=bundle.features)
+        for col in bundle.features:
+            if col in bundle.categorical:
+                continue
+            try:
+                X[col] = pd.to_numeric(X[col], errors="raise").astype("float64")
+            except (ValueError, TypeError):
+                bad = next(i for i, row in enumerate(rows) if col in row and not _is_number(row[col]))
+                raise RequestError(f"rows[{bad}].{col}", f"must be a number, got {rows[bad][col]!r}") from None
+        flags = self._flags(bundle, X)
+        scored = self._score(model, X, top_k)
+        keys = list(scored.outputs)
+        return {
+            "model": model,
+            "version": self.info[model]["version"],
+            "predictions": [
+                {**{k: float(scored.outputs[k][i]) for k in keys}, "drivers": scored.drivers[i]} for i in range(len(X))
+            ],
+            "flags": flags,
+        }
+
+    def _flags(self, bundle: ModelBundle, X: pd.DataFrame) -> list[dict]:
+        flags = []
+        levels = dict(zip(bundle.categorical, bundle.booster.pandas_categorical or [], strict=False))
+        for col in bundle.categorical:
+            known = set(levels.get(col, []))
+            for i, value in enumerate(X[col]):
+                if value is not None and not pd.isna(value) and value not in known:
+                    flags.append({"row": i, "feature": col, "value": value, "flag": "unknown_category"})
+        for col, (lo, hi) in bundle.meta.get("feature_ranges", {}).items():
+            margin = 0.5 * (hi - lo) if hi > lo else max(abs(hi), 1.0)
+            values = X[col].to_numpy(dtype="float64")
+            for i in np.flatnonzero((values < lo - margin) | (values > hi + margin)):
+                flags.append(
+                    {
+                        "row": int(i),
+                        "feature": col,
+                        "value": float(values[i]),
+                        "flag": "outside_training_range",
+                        "training_range": [lo, hi],
+                    }
+                )
+        return flags
+
+    def whatif(self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None) -> dict:
+        """All three predictions for one open milestone before and after changing some features."""
+        self.check_projects([project_id])
+        t = self.resolve_as_of(as_of, [project_id])
+        self._check_milestones([milestone_id], [project_id])
+        row = self.milestones[self.milestones["milestone_id"] == milestone_id].assign(as_of=t)
+        if (row["actual_date"] < t).any():
+            raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")
+        features = milestone_rows(self.ctx, row)
+        churn = churn_rows(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t}))
+        allowed = set(features.columns) | set(churn.columns)
+        for key, value in changes.items():
+            if key not in allowed:
+                raise RequestError(f"changes.{key}", "not a feature; see GET /v1/models for the feature names")
+            if not _is_number(value):
+                raise RequestError(f"changes.{key}", f"must be a number, got {value!r}")
+        before = self._three(features, churn)
+        after = self._three(
+            features.assign(**{k: float(v) for k, v in changes.items() if k in features}),
+            churn.assign(**{k: float(v) for k, v in changes.items() if k in churn}),
+        )
+        return {
+            "project_id": project_id,
+            "milestone_id": milestone_id,
+            "as_of": t.isoformat(),
+            "changes": changes,
+            "before": before,
+            "after": after,
+            "difference": {m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before},
+        }
+
+    def _three(self, features: pd.DataFrame, churn: pd.DataFrame) -> dict[str, dict[str, float]]:
+        defect = self._score("defect_risk", features, 0).outputs
+        delay = self._score("delay", features, 0).outputs
+        client = self._score("churn", churn, 0).outputs
+        return {
+            "defect_risk": {"probability": float(defect["probability"][0])},
+            "delay": {k: float(v[0]) for k, v in delay.items()},
+            "churn": {"probability": float(client["probability"][0])},
+        }
+
+    def models(self) -> list[dict]:
+        out = []
+        for name, bundle in self.bundles.items():
+            meta = bundle.meta
+            out.append(
+                {
+                    **self.info[name],
+                    "data_window": meta.get("windows", {}),
+                    "rows": meta.get("rows", {}),
+                    "test_metrics": meta.get("test_metrics", {}),
+                    "features": bundle.features,
+                    "categorical_features": bundle.categorical,
+                }
+            )
+        return out
+
+
+def _is_number(value) -> bool:
+    if value is None:
+        return True  # missing is allowed
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
