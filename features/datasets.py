@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import TABLES
-from features.families import MILESTONE_FAMILIES, PROJECT_FAMILIES, Context, compute
+from features.families import MILESTONE_FAMILIES, PROJECT_FAMILIES, Columns, Context, compute, compute_columns
 from features.io import table_files
 from features.settings import Settings
 
@@ -317,3 +317,13 @@ def milestone_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
 def churn_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     """Features of client-at-project rows (project_id, as_of) for serving."""
     return compute(ctx, rows, PROJECT_FAMILIES)
+
+
+def milestone_columns(ctx: Context, rows: pd.DataFrame) -> Columns:
+    """The features of ``milestone_rows`` as plain arrays: the serving hot path skips building a frame."""
+    return compute_columns(ctx, rows, MILESTONE_FAMILIES)
+
+
+def churn_columns(ctx: Context, rows: pd.DataFrame) -> Columns:
+    """The features of ``churn_rows`` as plain arrays."""
+    return compute_columns(ctx, rows, PROJECT_FAMILIES)

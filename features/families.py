@@ -21,6 +21,7 @@ from features.pit import SECONDS_PER_DAY, Cursor, EventStream, Probe, ratio, to_
 from features.settings import Settings
 
 CATEGORICAL = ("project_type", "region", "milestone_kind")
+Columns = dict[str, np.ndarray]  # feature name -> one value per row
 _WEEK = 7 * SECONDS_PER_DAY
 
 
@@ -166,45 +167,39 @@ class Query:
         return self._cursors[stream]
 
 
-def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Project facts and progress: type, region, size, how far through its planned duration it is."""
     p = ctx.projects.iloc[q.project]
     start, end = to_seconds(p["planned_start"]), to_seconds(p["planned_end"])
     awarded = to_seconds(p["awarded_on"])
     duration = (end - start) / SECONDS_PER_DAY
     since_start = (q.t - start) / SECONDS_PER_DAY
-    return pd.DataFrame(
-        {
-            "project_type": p["project_type"].to_numpy(dtype=object),
-            "region": p["region"].to_numpy(dtype=object),
-            "contract_value": p["contract_value"].to_numpy(dtype="float64"),
-            "planned_duration_days": duration,
-            "days_since_start": since_start,
-            "elapsed_share": ratio(since_start, duration),
-            "days_past_planned_end": (q.t - end) / SECONDS_PER_DAY,  # < 0 while the plan still has time
-            "days_since_award": np.where(awarded < q.t, (q.t - awarded) / SECONDS_PER_DAY, np.nan),
-        },
-        index=rows.index,
-    )
+    return {
+        "project_type": p["project_type"].to_numpy(dtype=object),
+        "region": p["region"].to_numpy(dtype=object),
+        "contract_value": p["contract_value"].to_numpy(dtype="float64"),
+        "planned_duration_days": duration,
+        "days_since_start": since_start,
+        "elapsed_share": ratio(since_start, duration),
+        "days_past_planned_end": (q.t - end) / SECONDS_PER_DAY,  # < 0 while the plan still has time
+        "days_since_award": np.where(awarded < q.t, (q.t - awarded) / SECONDS_PER_DAY, np.nan),
+    }
 
 
-def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""
     total = q.at("milestone_planned").group_size()
     sequence = rows["sequence"].to_numpy(dtype="float64")
-    return pd.DataFrame(
-        {
-            "milestone_kind": rows["kind"].to_numpy(dtype=object),
-            "milestone_sequence": sequence,
-            "milestones_in_plan": total,
-            "milestone_share": ratio(sequence, total),
-            "days_to_milestone": (to_seconds(rows["planned_date"]) - q.t) / SECONDS_PER_DAY,
-        },
-        index=rows.index,
-    )
+    return {
+        "milestone_kind": rows["kind"].to_numpy(dtype=object),
+        "milestone_sequence": sequence,
+        "milestones_in_plan": total,
+        "milestone_share": ratio(sequence, total),
+        "days_to_milestone": (to_seconds(rows["planned_date"]) - q.t) / SECONDS_PER_DAY,
+    }
 
 
-def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed."""
     found, closed = q.at("inspection"), q.at("inspection_closed")
     short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
@@ -222,10 +217,10 @@ def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFr
     out["max_severity_to_date"] = found.running_max("severity")
     out["days_to_close_mean"] = ratio(closed.total("days_to_close"), closed.count())
     out["days_since_failed_inspection"] = (q.t - q.at("inspection_fail").latest_time()) / SECONDS_PER_DAY
-    return pd.DataFrame(out, index=rows.index)
+    return out
 
 
-def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Resources and earned value: productivity, overtime, late deliveries, SPI and CPI, downtime."""
     weeks = q.at("resource")
     out: dict[str, np.ndarray] = {"resource_weeks_reported": weeks.count()}
@@ -240,30 +235,27 @@ def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFram
         out[f"spi_{label}"] = ratio(tot("earned_value"), tot("planned_value"))
         out[f"cpi_{label}"] = ratio(tot("earned_value"), tot("actual_cost"))
         out[f"downtime_hours_{label}"] = tot("equipment_downtime_hours")
-    return pd.DataFrame(out, index=rows.index)
+    return out
 
 
-def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Complaints: how many, how many still open or unanswered, how fast they are answered, escalations."""
     received, answered, resolved = q.at("complaint"), q.at("complaint_response"), q.at("complaint_resolved")
     short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
     n = received.count()
-    return pd.DataFrame(
-        {
-            f"complaints_{short}d": received.count(short),
-            f"complaints_{long}d": received.count(long),
-            "complaints_to_date": n,
-            "complaints_open": n - resolved.count(),
-            "complaints_unanswered": n - answered.count(),
-            "complaint_severity_mean": ratio(received.total("severity"), n),
-            "complaint_response_hours_mean": ratio(answered.total("hours"), answered.count()),
-            "complaints_escalated": resolved.total("escalated"),
-        },
-        index=rows.index,
-    )
+    return {
+        f"complaints_{short}d": received.count(short),
+        f"complaints_{long}d": received.count(long),
+        "complaints_to_date": n,
+        "complaints_open": n - resolved.count(),
+        "complaints_unanswered": n - answered.count(),
+        "complaint_severity_mean": ratio(received.total("severity"), n),
+        "complaint_response_hours_mean": ratio(answered.total("hours"), answered.count()),
+        "complaints_escalated": resolved.total("escalated"),
+    }
 
 
-def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Client surveys: latest CSAT and NPS and their trend since the survey before."""
     surveys = q.at("survey")
     out: dict[str, np.ndarray] = {"surveys_to_date": surveys.count()}
@@ -271,44 +263,38 @@ def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
         latest = surveys.latest(score)
         out[f"{score}_latest"] = latest
         out[f"{score}_trend"] = latest - surveys.latest(score, back=1)
-    return pd.DataFrame(out, index=rows.index)
+    return out
 
 
-def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """This project's earlier milestones known at as_of: their slips and first-pass results."""
     done = q.at("milestone_done")
     n_done, failed = done.count(), done.total("failed")
-    return pd.DataFrame(
-        {
-            "milestones_done": n_done,
-            "milestones_behind_plan": q.at("milestone_planned").count() - n_done,
-            "prior_slip_mean_days": ratio(done.total("slip"), n_done),
-            "prior_slip_last_days": done.latest("slip"),
-            "prior_first_pass_failures": failed,
-            "prior_first_pass_fail_rate": ratio(failed, done.total("judged")),
-        },
-        index=rows.index,
-    )
+    return {
+        "milestones_done": n_done,
+        "milestones_behind_plan": q.at("milestone_planned").count() - n_done,
+        "prior_slip_mean_days": ratio(done.total("slip"), n_done),
+        "prior_slip_last_days": done.latest("slip"),
+        "prior_first_pass_failures": failed,
+        "prior_first_pass_fail_rate": ratio(failed, done.total("judged")),
+    }
 
 
-def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> pd.DataFrame:
+def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The client's history with the firm: projects awarded and handed over, their delays, complaints."""
     award, handover = q.at("client_award"), q.at("client_handover")
     has_client = q.client >= 0
     completed = handover.count()
-    return pd.DataFrame(
-        {
-            "client_projects_awarded": np.where(has_client, award.count(), np.nan),
-            "client_projects_completed": np.where(has_client, completed, np.nan),
-            "client_delay_mean_days": ratio(handover.total("delay"), completed),
-            "client_complaints_to_date": np.where(has_client, q.at("client_complaint").count(), np.nan),
-            "client_tenure_days": (q.t - award.first_time()) / SECONDS_PER_DAY,
-        },
-        index=rows.index,
-    )
+    return {
+        "client_projects_awarded": np.where(has_client, award.count(), np.nan),
+        "client_projects_completed": np.where(has_client, completed, np.nan),
+        "client_delay_mean_days": ratio(handover.total("delay"), completed),
+        "client_complaints_to_date": np.where(has_client, q.at("client_complaint").count(), np.nan),
+        "client_tenure_days": (q.t - award.first_time()) / SECONDS_PER_DAY,
+    }
 
 
-Family = Callable[[Context, pd.DataFrame, Query], pd.DataFrame]
+Family = Callable[[Context, pd.DataFrame, Query], Columns]
 PROJECT_FAMILIES: tuple[Family, ...] = (
     project_features,
     inspection_features,
@@ -321,10 +307,18 @@ PROJECT_FAMILIES: tuple[Family, ...] = (
 MILESTONE_FAMILIES: tuple[Family, ...] = (milestone_features, *PROJECT_FAMILIES)
 
 
-def compute(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
-    """All features of ``rows`` (which need project_id and as_of), categoricals as pandas categories."""
+def compute_columns(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> Columns:
+    """All features of ``rows`` (which need project_id and as_of) as arrays: what serving scores directly."""
     q = Query(ctx, rows)
-    frame = pd.concat([family(ctx, rows, q) for family in families], axis=1)
+    out: Columns = {}
+    for family in families:
+        out.update(family(ctx, rows, q))
+    return out
+
+
+def compute(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
+    """All features of ``rows`` as a frame aligned with them, categoricals as pandas categories."""
+    frame = pd.DataFrame(compute_columns(ctx, rows, families), index=rows.index)
     for col in CATEGORICAL:
         if col in frame:
             frame[col] = frame[col].astype("category")

@@ -8,6 +8,7 @@ and the project office for the plan itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -103,8 +104,21 @@ def describe(feature: str, value) -> tuple[str, str]:
         return template.replace(":,.0f", "").replace(":.0%", "").format(v=value), department
 
 
+def plain(value):
+    """A feature value as JSON-friendly Python: numbers as float, text as str, missing as None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return None if math.isnan(number) else number
+
+
 def top_drivers(
-    contributions: np.ndarray, features: list[str], values: list[list], model: str, top_k: int
+    contributions: np.ndarray, features: list[str], columns: Mapping[str, np.ndarray], model: str, top_k: int
 ) -> list[list[dict]]:
     """For each row, its ``top_k`` features by absolute contribution (the last column, the bias, is left out)."""
     contrib = contributions[:, : len(features)]
@@ -116,7 +130,8 @@ def top_drivers(
             size = float(contrib[i, j])
             if size == 0.0:
                 continue
-            value = values[i][j]
+            column = columns.get(features[j])
+            value = plain(column[i]) if column is not None else None
             text, department = describe(features[j], value)
             direction = "up" if size > 0 else "down"
             drivers.append(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.datasets import TARGETS, churn_rows, latest_fact, milestone_rows, now
-from features.families import Context
+from features.datasets import TARGETS, churn_columns, latest_fact, milestone_columns, now
+from features.families import Columns, Context
 from features.io import ContractError
 from features.settings import Settings
 from features.validate import load
@@ -42,12 +42,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
     return np.array(["low", "medium", "high"])[np.searchsorted(thresholds, p, side="right")].tolist()
-
-
-def _values(X: pd.DataFrame) -> list[list]:
-    """Feature values per row as plain Python (NaN as None), for the response."""
-    frame = X.astype("object").where(X.notna(), None)
-    return frame.to_numpy().tolist()
 
 
 @dataclass
@@ -107,10 +101,10 @@ class Engine:
         return cls(settings, data.tables, bundles, info)
 
     # ------------------------------------------------------------------------------------------------- scoring
-    def _score(self, name: str, X: pd.DataFrame, top_k: int) -> Scored:
+    def _score(self, name: str, columns: Columns, top_k: int) -> Scored:
         """Predictions and drivers of one model for all rows at once (one TreeSHAP call)."""
         bundle = self.bundles[name]
-        frame = bundle.frame(X)
+        frame = bundle.matrix(columns)
         contrib = bundle.booster.predict(frame, pred_contrib=True)
         raw = contrib.sum(axis=1)
         if bundle.kind == "classifier":
@@ -122,10 +116,11 @@ class Engine:
                 "upper_days": np.maximum(bundle.upper.predict(frame), raw) + bundle.conformal,
                 "late_probability": bundle.calibrator(bundle.late.predict(frame)),
             }
-        drivers = top_drivers(contrib, bundle.features, _values(frame), name, top_k) if top_k else [[]] * len(X)
+        n = len(frame)
+        drivers = top_drivers(contrib, bundle.features, columns, name, top_k) if top_k else [[] for _ in range(n)]
         return Scored(outputs, drivers)
 
-    def _milestone_answers(self, rows: pd.DataFrame, features: pd.DataFrame, top_k: int) -> list[dict]:
+    def _milestone_answers(self, rows: pd.DataFrame, features: Columns, top_k: int) -> list[dict]:
         defect, delay = self._score("defect_risk", features, top_k), self._score("delay", features, top_k)
         p = defect.outputs["probability"]
         levels = _level(p, self.settings.risk_levels["defect_risk"])
@@ -192,7 +187,7 @@ class Engine:
             self._check_milestones(milestone_ids, project_ids)
             rows = rows[rows["milestone_id"].isin(milestone_ids)]
         rows = rows.assign(as_of=t)
-        milestones = self._milestone_answers(rows, milestone_rows(self.ctx, rows), top_k) if len(rows) else []
+        milestones = self._milestone_answers(rows, milestone_columns(self.ctx, rows), top_k) if len(rows) else []
         by_project: dict[str, list[dict]] = {p: [] for p in project_ids}
         for project_id, answer in zip(rows["project_id"], milestones, strict=True):
             by_project[project_id].append(answer)
@@ -214,7 +209,7 @@ class Engine:
 
     def _churn(self, project_ids: list[str], t: pd.Timestamp, top_k: int) -> list[dict]:
         rows = pd.DataFrame({"project_id": project_ids, "as_of": t})
-        scored = self._score("churn", churn_rows(self.ctx, rows), top_k)
+        scored = self._score("churn", churn_columns(self.ctx, rows), top_k)
         p = scored.outputs["probability"]
         levels = _level(p, self.settings.risk_levels["churn"])
         return [
@@ -267,7 +262,7 @@ class Engine:
                 bad = next(i for i, row in enumerate(rows) if col in row and not _is_number(row[col]))
                 raise RequestError(f"rows[{bad}].{col}", f"must be a number, got {rows[bad][col]!r}") from None
         flags = self._flags(bundle, X)
-        scored = self._score(model, X, top_k)
+        scored = self._score(model, {col: X[col].to_numpy() for col in X.columns}, top_k)
         keys = list(scored.outputs)
         return {
             "model": model,
@@ -309,18 +304,19 @@ class Engine:
         row = self.milestones[self.milestones["milestone_id"] == milestone_id].assign(as_of=t)
         if (row["actual_date"] < t).any():
             raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")
-        features = milestone_rows(self.ctx, row)
-        churn = churn_rows(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t}))
-        allowed = set(features.columns) | set(churn.columns)
+        features = milestone_columns(self.ctx, row)
+        churn = churn_columns(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t}))
+        allowed = set(features) | set(churn)
         for key, value in changes.items():
             if key not in allowed:
                 raise RequestError(f"changes.{key}", "not a feature; see GET /v1/models for the feature names")
             if not _is_number(value):
                 raise RequestError(f"changes.{key}", f"must be a number, got {value!r}")
         before = self._three(features, churn)
+        changed = {k: np.array([np.nan if v is None else float(v)]) for k, v in changes.items()}
         after = self._three(
-            features.assign(**{k: float(v) for k, v in changes.items() if k in features}),
-            churn.assign(**{k: float(v) for k, v in changes.items() if k in churn}),
+            {**features, **{k: v for k, v in changed.items() if k in features}},
+            {**churn, **{k: v for k, v in changed.items() if k in churn}},
         )
         return {
             "project_id": project_id,
@@ -332,7 +328,7 @@ class Engine:
             "difference": {m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before},
         }
 
-    def _three(self, features: pd.DataFrame, churn: pd.DataFrame) -> dict[str, dict[str, float]]:
+    def _three(self, features: Columns, churn: Columns) -> dict[str, dict[str, float]]:
         defect = self._score("defect_risk", features, 0).outputs
         delay = self._score("delay", features, 0).outputs
         client = self._score("churn", churn, 0).outputs

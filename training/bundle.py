@@ -9,6 +9,7 @@ a row is rebuilt and scored the same way wherever the bundle goes.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,30 @@ class ModelBundle:
         for col in self.categorical:
             X[col] = pd.Categorical(X[col].astype("object"), categories=levels.get(col))
         return X
+
+    def matrix(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model's columns as a float matrix, categories as their training codes (unknown or missing: NaN).
+
+        What LightGBM itself does to a pandas frame, without building one: the serving hot path (DESIGN.md).
+        """
+        n = len(next(iter(columns.values())))
+        X = np.full((n, len(self.features)), np.nan)
+        codes = self._category_codes()
+        for j, name in enumerate(self.features):
+            if name not in columns:
+                continue
+            if name in codes:
+                lookup = codes[name]
+                X[:, j] = [lookup.get(v, np.nan) for v in columns[name]]
+            else:
+                X[:, j] = np.asarray(columns[name], dtype="float64")
+        return X
+
+    def _category_codes(self) -> dict[str, dict[object, float]]:
+        if "_codes" not in self.__dict__:
+            levels = zip(self.categorical, self.booster.pandas_categorical or [], strict=False)
+            self.__dict__["_codes"] = {col: {v: float(i) for i, v in enumerate(lv)} for col, lv in levels}
+        return self.__dict__["_codes"]
 
     def predict(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         X = self.frame(rows)
