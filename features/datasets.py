@@ -149,7 +149,8 @@ def _finish(
 
 
 def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reached milestones, each scored ``horizon_days`` before its planned date, and their features.
+    """Reached milestones, each scored ``horizon_days`` before its planned date (if not reached by then), and their
+    features.
 
     defect_risk and delay share these rows, so they are computed once per context.
     """
@@ -157,6 +158,8 @@ def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
         milestones = ctx.tables["milestones"]
         rows = milestones[milestones["actual_date"].notna()].copy()
         rows["as_of"] = rows["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
+        # A milestone reached before its own as_of is no prediction to make: serving would not score it either.
+        rows = rows[rows["actual_date"] >= rows["as_of"]]
         rows = rows.sort_values(["as_of", "milestone_id"], kind="stable")
         ctx.memo["reached"] = (rows, compute(ctx, rows, MILESTONE_FAMILIES))
     return ctx.memo["reached"]

@@ -36,10 +36,6 @@ class RequestError(Exception):
         self.field, self.message, self.status = field, message, status
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
     return np.array(["low", "medium", "high"])[np.searchsorted(thresholds, p, side="right")].tolist()
 
@@ -105,19 +101,15 @@ class Engine:
         """Predictions and drivers of one model for all rows at once (one TreeSHAP call)."""
         bundle = self.bundles[name]
         frame = bundle.matrix(columns)
-        contrib = bundle.booster.predict(frame, pred_contrib=True)
-        raw = contrib.sum(axis=1)
-        if bundle.kind == "classifier":
-            outputs = {"probability": bundle.calibrator(_sigmoid(raw))}
-        else:
-            outputs = {
-                "expected_slip_days": raw,
-                "lower_days": np.minimum(bundle.lower.predict(frame), raw) - bundle.conformal,
-                "upper_days": np.maximum(bundle.upper.predict(frame), raw) + bundle.conformal,
-                "late_probability": bundle.calibrator(bundle.late.predict(frame)),
-            }
+        outputs = bundle.outputs(frame)
+        outputs.pop("raw_probability", None)
         n = len(frame)
-        drivers = top_drivers(contrib, bundle.features, columns, name, top_k) if top_k else [[] for _ in range(n)]
+        if not top_k:
+            return Scored(outputs, [[] for _ in range(n)])
+        # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
+        # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
+        contrib = bundle.booster.predict(frame, pred_contrib=True)
+        drivers = top_drivers(contrib, bundle.features, columns, name, top_k)
         return Scored(outputs, drivers)
 
     def _milestone_answers(self, rows: pd.DataFrame, features: Columns, top_k: int) -> list[dict]:

@@ -93,17 +93,18 @@ class ModelBundle:
         return self.__dict__["_codes"]
 
     def predict(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-        X = self.frame(rows)
+        return self.outputs(self.frame(rows))
+
+    def outputs(self, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
+        """Predictions for rows already in the model's layout (``frame`` or ``matrix``)."""
         if self.kind == "classifier":
             raw = self.booster.predict(X)
             return {"probability": self.calibrator(raw), "raw_probability": raw}
         expected = self.booster.predict(X)
-        lower = np.minimum(self.lower.predict(X), expected) - self.conformal
-        upper = np.maximum(self.upper.predict(X), expected) + self.conformal
         return {
             "expected_slip_days": expected,
-            "lower_days": lower,
-            "upper_days": upper,
+            "lower_days": np.minimum(self.lower.predict(X), expected) - self.conformal,
+            "upper_days": np.maximum(self.upper.predict(X), expected) + self.conformal,
             "late_probability": self.calibrator(self.late.predict(X)),
         }
 

@@ -1,0 +1,252 @@
+"""Request and response models of the HTTP API, with the examples shown on the OpenAPI page (``/docs.json``, ``/``).
+
+Requests forbid unknown keys, so a misspelt field is a 400 that names it rather than a silently ignored option.
+Responses mirror what :class:`serving.runtime.Engine` returns; drivers may carry extra keys.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODELS = ("defect_risk", "delay", "churn")
+Level = Literal["low", "medium", "high"]
+ModelName = Literal["defect_risk", "delay", "churn"]
+
+AS_OF = (
+    "the time to score at (ISO date or timestamp; a timezone is converted to UTC); facts after it are not seen. "
+    "Default: now"
+)
+TOP_K = "drivers per prediction (default: settings.default_top_k, 5)"
+
+
+def _request(example: dict) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"example": example})
+
+
+# ------------------------------------------------------------------------------------------------------ requests
+class RiskRequest(BaseModel):
+    model_config = _request({"project_id": "P00142", "as_of": "2023-06-01", "top_k": 3})
+
+    project_id: str = Field(min_length=1, description="the project to score")
+    as_of: datetime | None = Field(None, description=AS_OF)
+    milestone_ids: list[str] | None = Field(
+        None, description="only these milestones of the project (default: all not yet reached at as_of)"
+    )
+    top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
+
+
+class BatchRequest(BaseModel):
+    model_config = _request({"project_ids": ["P00142", "P00151"], "as_of": "2023-06-01", "top_k": 1})
+
+    project_ids: list[str] | None = Field(
+        None, min_length=1, description="projects to score (default: all open projects); at most max_batch_projects"
+    )
+    as_of: datetime | None = Field(None, description=AS_OF)
+    top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
+
+
+class PredictRequest(BaseModel):
+    model_config = _request(
+        {"model": "defect_risk", "rows": [{"inspections_failed_30d": 3, "defects_open": 7, "milestone_kind": "mep"}]}
+    )
+
+    model: ModelName = Field(description="which champion model scores the rows")
+    rows: list[dict[str, Any]] = Field(
+        min_length=1, description="feature rows, feature name -> value; missing features are allowed (GET /v1/models)"
+    )
+    top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
+
+
+class WhatIfRequest(BaseModel):
+    model_config = _request(
+        {
+            "project_id": "P00142",
+            "milestone_id": "M000778",
+            "as_of": "2023-06-01",
+            "changes": {"defects_open": 0, "labour_hours_ratio_recent": 1.1},
+        }
+    )
+
+    project_id: str = Field(min_length=1)
+    milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
+    changes: dict[str, float | None] = Field(description="feature name -> new value (null: unknown)")
+    as_of: datetime | None = Field(None, description=AS_OF)
+
+
+# ----------------------------------------------------------------------------------------------------- responses
+class Driver(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    feature: str
+    value: float | str | None = Field(description="the feature's value for this row (null: no data yet)")
+    text: str = Field(description="the feature, its value and its push, in a planner's words")
+    department: str = Field(description="who owns it: quality, technical, cost, customer service, project office")
+    direction: Literal["up", "down"]
+    contribution: float = Field(description="SHAP contribution, in `unit` (log-odds or days)")
+    unit: str
+
+
+class DefectRisk(BaseModel):
+    probability: float = Field(description="calibrated probability that first-pass acceptance fails")
+    level: Level
+    drivers: list[Driver]
+
+
+class DelayRisk(BaseModel):
+    expected_slip_days: float
+    range_days: list[float] = Field(description="[lower, upper] slip in days")
+    range_coverage: float | None = Field(description="nominal share of milestones whose slip falls in the range")
+    late_probability: float = Field(description="calibrated probability of slipping more than the tolerance")
+    late_tolerance_days: float
+    drivers: list[Driver]
+
+
+class ChurnRisk(BaseModel):
+    probability: float = Field(description="calibrated probability that the client awards no new project")
+    level: Level
+    drivers: list[Driver]
+
+
+class MilestoneRisk(BaseModel):
+    milestone_id: str
+    kind: str | None
+    planned_date: str | None
+    defect_risk: DefectRisk
+    delay: DelayRisk
+
+
+class ProjectRisk(BaseModel):
+    project_id: str
+    client_id: str | None
+    as_of: str = Field(description="the time the rows were scored at (UTC)")
+    milestones: list[MilestoneRisk]
+    churn: ChurnRisk
+
+
+class Freshness(BaseModel):
+    latest_fact: str | None = Field(description="the latest fact in the data folder")
+    days_since_latest_fact: float | None = Field(description="as_of minus latest_fact, in days")
+
+
+class RiskResponse(ProjectRisk):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "project_id": "P00142",
+                "client_id": "C00111",
+                "as_of": "2023-06-01T00:00:00",
+                "milestones": [
+                    {
+                        "milestone_id": "M000777",
+                        "kind": "fit_out",
+                        "planned_date": "2023-04-20",
+                        "defect_risk": {
+                            "probability": 0.21,
+                            "level": "medium",
+                            "drivers": [
+                                {
+                                    "feature": "inspections_failed_30d",
+                                    "value": 3.0,
+                                    "text": "3 failed inspections in the last 30 days (quality) pushed first-pass "
+                                    "failure risk up",
+                                    "department": "quality",
+                                    "direction": "up",
+                                    "contribution": 0.41,
+                                    "unit": "log-odds",
+                                }
+                            ],
+                        },
+                        "delay": {
+                            "expected_slip_days": 38.2,
+                            "range_days": [12.5, 71.0],
+                            "range_coverage": 0.8,
+                            "late_probability": 0.83,
+                            "late_tolerance_days": 7.0,
+                            "drivers": [],
+                        },
+                    }
+                ],
+                "churn": {"probability": 0.12, "level": "low", "drivers": []},
+                "model_versions": {"defect_risk": "3", "delay": "2", "churn": "1"},
+                "data_freshness": {"latest_fact": "2023-11-22T21:24:00", "days_since_latest_fact": -174.9},
+            }
+        }
+    )
+
+    model_versions: dict[str, str] = Field(description="model name -> registry version of the champion used")
+    data_freshness: Freshness
+
+
+class BatchResponse(BaseModel):
+    projects: list[ProjectRisk]
+    model_versions: dict[str, str]
+    data_freshness: Freshness
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    probability: float | None = Field(None, description="defect_risk, churn")
+    expected_slip_days: float | None = Field(None, description="delay")
+    lower_days: float | None = Field(None, description="delay: the range")
+    upper_days: float | None = None
+    late_probability: float | None = Field(None, description="delay")
+    drivers: list[Driver]
+
+
+class Flag(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    row: int
+    feature: str
+    value: Any = None
+    flag: Literal["unknown_category", "outside_training_range"] | str
+    training_range: list[float] | None = None
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    version: str
+    predictions: list[Prediction]
+    flags: list[Flag] = Field(description="rows scored but suspicious: unknown categories, values far out of range")
+
+
+class WhatIfResponse(BaseModel):
+    project_id: str
+    milestone_id: str
+    as_of: str
+    changes: dict[str, float | None]
+    before: dict[str, dict[str, float]] = Field(description="model -> output -> value, as the data stands")
+    after: dict[str, dict[str, float]] = Field(description="the same with the changes applied")
+    difference: dict[str, dict[str, float]] = Field(description="after minus before")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: str
+    alias: str
+    run_id: str | None = None
+    trained_at: str | None = None
+    data_window: dict[str, Any] = Field(default_factory=dict)
+    rows: dict[str, Any] = Field(default_factory=dict)
+    test_metrics: dict[str, Any] = Field(default_factory=dict)
+    features: list[str]
+    categorical_features: list[str]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx this service sends."""
+
+    error: str = Field(description="what is wrong, naming the field")
+    field: str = Field(description="the part of the request at fault, e.g. `as_of`, `project_ids`, `rows[2].spi_recent`")
