@@ -1,0 +1,275 @@
+"""Benchmark: the real service (`eqsms serve`) against MLflow's own scoring server, on loopback.
+
+Generates a world (default 1,000 projects), trains the three models into a fresh store, starts the real server,
+then measures, client included: sequential p50/p99 latency of `/v1/risk` for one project (all three models with
+drivers), throughput at concurrency 1, 4 and 16, and the time of a 1,000-project `/v1/risk/batch`. In the same run
+it serves the same defect-risk booster with `mlflow models serve` and measures plain single-row predictions at
+concurrency 4. Prints the figures and writes benchmarks/results/serving.json. Every request loop is bounded in
+count and time, and only 127.0.0.1 is contacted.
+
+    .venv/bin/python -m benchmarks.serving [--projects 1000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+TARGETS = {"p50_ms": 10.0, "p99_ms": 30.0, "rps_at_4": 150.0, "batch_1000_s": 2.0, "ratio_to_mlflow": 3.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server on {port} not ready after {seconds} s")
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+    return data
+
+
+def sequential(port: int, path: str, bodies: list[bytes], count: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for body in bodies[:20]:  # warm-up
+        post(conn, path, body)
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        post(conn, path, bodies[i % len(bodies)])
+        times.append(time.perf_counter() - start)
+    ms = np.array(times) * 1000
+    return {"requests": count, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def throughput(port: int, path: str, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
+    """Requests a second with ``concurrency`` keep-alive clients for a bounded time."""
+    counts = [0] * concurrency
+    errors: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        rng = random.Random(k)
+        try:
+            while time.monotonic() < stop:
+                post(conn, path, bodies[rng.randrange(len(bodies))])
+                counts[k] += 1
+        except Exception as err:  # noqa: BLE001 - reported, not hidden
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    elapsed = time.perf_counter() - start
+    return {"concurrency": concurrency, "requests": sum(counts), "rps": sum(counts) / elapsed, "errors": errors[:3]}
+
+
+def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
+    """A world, its three champions in a fresh store, and the open projects to ask about."""
+    from features.generate import generate_world
+    from features.settings import Settings
+    from features.validate import load
+    from training import tracking
+    from training.pipeline import datasets_from_data, run_target
+
+    world = work / "world"
+    generate_world(n_projects=projects, seed=21, out_dir=world, fmt="parquet", dirty=0.0)
+    settings = Settings(work_dir=work / "store", data_dir=world)
+    client = tracking.configure(settings)
+    data = load(world)
+    for ds in datasets_from_data(data, settings, ["defect_risk", "delay", "churn"]).values():
+        run_target(ds, settings, None, "benchmark", True, client)
+    p = data.tables["projects"]
+    return world, p["project_id"].tolist(), p.loc[p["actual_end"].isna(), "project_id"].tolist()
+
+
+def mlflow_comparison_model(work: Path) -> tuple[str, list[bytes]]:
+    """The champion defect-risk booster logged for MLflow's server, and single-row request bodies for it.
+
+    MLflow's pyfunc cannot take pandas categoricals (DESIGN.md), so the categorical columns are sent as the
+    booster's own category codes and the booster is logged without its pandas category table: same trees, same
+    numbers, the format MLflow's server can take.
+    """
+    import mlflow
+
+    from training import tracking
+
+    bundle = tracking.load_bundle("models:/defect_risk@champion")
+    rows = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=mlflow.MlflowClient().get_model_version_by_alias("defect_risk", "champion").run_id,
+            artifact_path="test_rows.parquet",
+        )
+    )
+    matrix = bundle.frame(rows).copy()
+    for col in bundle.categorical:
+        matrix[col] = matrix[col].cat.codes.astype("float64").where(matrix[col].notna())
+    booster = bundle.booster
+    booster.pandas_categorical = None
+    with mlflow.start_run(run_name="mlflow-serve-comparison") as run:
+        mlflow.lightgbm.log_model(booster, name="model", pip_requirements=["lightgbm==4.7.0"])
+    uri = f"runs:/{run.info.run_id}/model"
+    bodies = [
+        json.dumps({"dataframe_split": {"columns": list(matrix.columns), "data": [row]}}).encode()
+        for row in matrix.astype("object").where(matrix.notna(), None).head(200).to_numpy().tolist()
+    ]
+    return uri, bodies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput run")
+    parser.add_argument("--requests", type=int, default=500, help="sequential requests for the latency figures")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="eqsms-serve-bench-") as tmp:
+        work = Path(tmp)
+        world, all_projects, open_projects = prepare(args.projects, work)
+        env = {**os.environ, "EQSMS_DATA_DIR": str(world), "EQSMS_WORK_DIR": str(work / "store")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        mlflow_port = free_port()
+        mlflow_server = None
+        try:
+            wait_ready(port, "/readyz", server)
+            bodies = [json.dumps({"project_id": p}).encode() for p in open_projects]
+            latency = sequential(port, "/v1/risk", bodies, args.requests)
+            rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
+            batch_body = json.dumps({"project_ids": all_projects[:1000]})
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            post(conn, "/v1/risk/batch", batch_body.encode())  # warm-up
+            start = time.perf_counter()
+            answer = json.loads(post(conn, "/v1/risk/batch", batch_body.encode()))
+            batch_seconds = time.perf_counter() - start
+            batch_projects = len(answer["projects"])
+
+            from features.settings import Settings
+            from training import tracking
+
+            tracking.configure(Settings(work_dir=work / "store", data_dir=world))
+            model_uri, mlflow_bodies = mlflow_comparison_model(work)
+            mlflow_env = {**os.environ, "MLFLOW_TRACKING_URI": Settings(work_dir=work / "store").tracking_uri}
+            mlflow_server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    model_uri,
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                ],
+                cwd=work,
+                env=mlflow_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            wait_ready(mlflow_port, "/ping", mlflow_server)
+            mlflow_seq = sequential(mlflow_port, "/invocations", mlflow_bodies, min(args.requests, 300))
+            mlflow_rate = throughput(mlflow_port, "/invocations", mlflow_bodies, 4, args.seconds)
+        finally:
+            for proc in (server, mlflow_server):
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, 15)
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, 9)
+
+    rps = {r["concurrency"]: r["rps"] for r in rates}
+    report = {
+        "benchmark": "serving: /v1/risk (three models with drivers) on `eqsms serve` vs `mlflow models serve`",
+        "projects": args.projects,
+        "open_projects": len(open_projects),
+        "risk_one_project": latency,
+        "throughput": rates,
+        "batch": {"projects": batch_projects, "seconds": batch_seconds},
+        "mlflow_serve_defect_risk_single_row": {"sequential": mlflow_seq, "throughput_at_4": mlflow_rate},
+        "ratio_rps_at_4_ours_to_mlflow": rps[4] / mlflow_rate["rps"],
+        "targets": TARGETS,
+    }
+    report["met"] = {
+        "p50_ms": latency["p50_ms"] < TARGETS["p50_ms"],
+        "p99_ms": latency["p99_ms"] < TARGETS["p99_ms"],
+        "rps_at_4": rps[4] >= TARGETS["rps_at_4"],
+        "batch_1000_s": batch_seconds < TARGETS["batch_1000_s"],
+        "ratio_to_mlflow": report["ratio_rps_at_4_ours_to_mlflow"] >= TARGETS["ratio_to_mlflow"],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(f"{args.projects:,} projects ({len(open_projects)} open); /v1/risk one project, three models with drivers")
+    print(
+        f"  sequential: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms ({latency['requests']} requests)"
+    )
+    for r in rates:
+        print(f"  concurrency {r['concurrency']:>2}: {r['rps']:8.1f} requests/s ({r['requests']} requests)")
+    print(f"  batch of {batch_projects} projects with drivers: {batch_seconds:.2f} s")
+    print(
+        f"mlflow models serve, defect_risk single row: p50 {mlflow_seq['p50_ms']:.2f} ms; "
+        f"{mlflow_rate['rps']:.1f} requests/s at concurrency 4"
+    )
+    print(f"ratio at concurrency 4, ours / MLflow's: {report['ratio_rps_at_4_ours_to_mlflow']:.2f}")
+    for key, ok in report["met"].items():
+        print(f"  {key:<16} {'met' if ok else 'NOT met'} (target {TARGETS[key]})")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
