@@ -210,10 +210,11 @@ def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
         out[f"inspections_failed_{label}"] = fails
         out[f"inspection_fail_rate_{label}"] = ratio(fails, n)
     out[f"inspection_conditional_rate_{long}d"] = ratio(found.total("conditional", long), out[f"inspections_{long}d"])
-    out[f"defects_found_{long}d"] = found.total("defects", long)
+    for days in (short, long):
+        out[f"defects_found_{days}d"] = found.total("defects", days)
+        out[f"severe_findings_{days}d"] = found.total("severe", days)
     out["defects_open"] = found.total("defects") - closed.total("defects")
     out["inspections_open"] = found.count() - closed.count()
-    out[f"severe_findings_{long}d"] = found.total("severe", long)
     out["max_severity_to_date"] = found.running_max("severity")
     out["days_to_close_mean"] = ratio(closed.total("days_to_close"), closed.count())
     out["days_since_failed_inspection"] = (q.t - q.at("inspection_fail").latest_time()) / SECONDS_PER_DAY

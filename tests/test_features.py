@@ -89,6 +89,8 @@ def test_inspection_features(m3):
             "inspection_fail_rate_to_date": 0.5,
             "inspection_conditional_rate_90d": 1 / 3,
             "defects_found_90d": 3.0,
+            "defects_found_30d": 3.0,
+            "severe_findings_30d": 1.0,
             "defects_open": 2.0,  # 6 found, I1 (3) and I4 (1) closed before; I2 closes after as_of
             "inspections_open": 2.0,
             "severe_findings_90d": 1.0,

@@ -29,6 +29,7 @@ MONOTONE: dict[str, dict[str, int]] = {
         "inspections_failed_90d": 1,
         "inspections_failed_to_date": 1,
         "defects_open": 1,
+        "severe_findings_30d": 1,
         "severe_findings_90d": 1,
     },
     "delay": {"spi_to_date": -1, "spi_recent": -1},
