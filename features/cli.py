@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from features.importers.cli import import_app
 from features.settings import get_settings
 
 console = Console()
@@ -95,3 +96,4 @@ def build(
 
 
 app.add_typer(features_app, name="features")
+app.add_typer(import_app, name="import")

@@ -1,0 +1,195 @@
+"""Backtests: the splits keep time order and projects apart, the command logs to MLflow without registering, and
+on the real exports of ../shared/real/ (skipped, with the reason, where they are absent) README's results hold."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from features.datasets import Dataset
+from features.settings import Settings, get_settings
+from features.validate import load
+from serving.cli import app
+from training.backtest import (
+    BacktestError,
+    choose_split,
+    experiment_name,
+    leave_one_project_out,
+    one_side,
+    run_backtest,
+)
+from training.splits import Split, time_split
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "real"
+SAMPLE = get_settings().data_dir
+
+
+def frame(projects: list[str], days: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"project_id": projects, "as_of": pd.Timestamp("2021-01-01") + pd.to_timedelta(days, unit="D")})
+
+
+def test_one_side_keeps_projects_apart_and_time_in_order():
+    rng = np.random.default_rng(3)
+    n = 600
+    project = rng.integers(0, 40, n)  # project k runs from day 25k for 150 days
+    f = frame([f"P{k}" for k in project], (25 * project + rng.integers(0, 150, n)).tolist())
+    split, left_out = one_side(time_split(f["as_of"], 0.6, 0.2), f["project_id"])
+    learned = set(f["project_id"].iloc[np.concatenate([split.train, split.calibration])])
+    tested = set(f["project_id"].iloc[split.test])
+    assert learned and tested and not learned & tested
+    assert f["as_of"].iloc[split.train].max() <= f["as_of"].iloc[split.calibration].min()
+    assert f["as_of"].iloc[split.calibration].max() <= f["as_of"].iloc[split.test].min()
+    assert len(split.train) + len(split.calibration) + len(split.test) + left_out == n
+
+
+def test_one_side_sends_a_project_to_test_when_most_of_it_is_there():
+    f = frame(["A", "A", "B", "B", "B", "A", "B", "C", "C"], [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    split = Split(np.arange(0, 5), np.array([5]), np.arange(6, 9))
+    kept, left_out = one_side(split, f["project_id"])
+    assert kept.test.tolist() == [7, 8]  # C is tested; B's one late row is left out
+    assert kept.train.tolist() == [0, 1, 2, 3, 4] and kept.calibration.tolist() == [5]
+    assert left_out == 1
+
+
+def test_leave_one_project_out_folds():
+    f = frame(["A"] * 25 + ["B"] * 30 + ["C"] * 5, list(range(60)))
+    ds = Dataset("delay", f, ["project_id"], [], [])
+    folds = dict(leave_one_project_out(ds, Settings(calibration_share=0.2)))
+    assert sorted(folds) == ["A", "B"]  # C is too small to be a fold of its own
+    a = folds["A"]
+    assert a.test.tolist() == list(range(25))
+    assert set(a.train) | set(a.calibration) == set(range(25, 60))
+    assert f["as_of"].iloc[a.train].max() < f["as_of"].iloc[a.calibration].min()  # calibrate on the latest
+
+
+def test_auto_split_falls_back_and_says_why():
+    # Two long projects that both run to the end: on one side, the test part has no failure to judge.
+    days = list(range(200)) * 2
+    f = frame(["A"] * 200 + ["B"] * 200, days)
+    f["first_pass_failed"] = np.tile((np.arange(200) % 5 == 0).astype("int8"), 2)
+    f = f.sort_values("as_of", kind="stable").reset_index(drop=True)
+    ds = Dataset("defect_risk", f, ["project_id"], ["first_pass_failed"], [])
+    split, kind, left_out, note = choose_split("defect_risk", ds, Settings(), "auto")
+    assert kind == "time" and left_out == 0 and "within each project" in note
+    with pytest.raises(BacktestError, match="--split time"):
+        choose_split("defect_risk", ds, Settings(), "project-time")
+
+
+@pytest.fixture(scope="module")
+def sample_tables():
+    return load(SAMPLE).tables
+
+
+def test_backtest_on_the_sample_world(sample_tables, tmp_path):
+    bt = run_backtest(sample_tables, "delay", Settings(work_dir=tmp_path), "world")
+    assert bt.split["kind"] == "project-time" and bt.lopo is None  # 300 projects: no leave-one-project-out
+    out = bt.as_dict()
+    assert set(out["metrics"]) >= {"model", "reference_class", "linear_regression", "on_time"}
+    assert out["rows"]["test"] > 100 and out["projects"]["test"] > 50
+    assert {"milestones_in_plan", "milestone_share"} & set(bt.result.bundle.features) == set()
+    # The generated world has a signal: the same backtest that judges the real exports finds it.
+    assert out["target"]["mae_met"], out["target"]
+    assert abs(out["target"]["coverage"] - 0.8) < 0.1
+    assert out["censoring"]["milestones_planned_in_test_window"] >= out["rows"]["test"]
+
+
+def test_backtest_command_logs_without_registering(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()  # work_dir is relative: the store lands in tmp_path/eqsms_work
+    try:
+        result = CliRunner().invoke(
+            app, ["backtest", str(SAMPLE), "--model", "defect_risk", "--out", "bt.json", "--name", "world"]
+        )
+        assert result.exit_code == 0, result.output
+        settings = get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "target: ROC-AUC" in result.output and "reference class" in result.output
+    saved = json.loads((tmp_path / "bt.json").read_text())
+    assert saved["model"] == "defect_risk" and saved["mlflow"]["experiment"] == "eqsms-backtest-world-defect_risk"
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name("world", "defect_risk"))
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and "model.roc_auc" in runs[0].data.metrics
+    assert client.search_registered_models() == []  # never a challenger of the main models
+    mlflow.set_tracking_uri(None)
+
+
+def test_backtest_command_refuses_other_models(tmp_path):
+    result = CliRunner().invoke(app, ["backtest", str(SAMPLE), "--model", "churn", "--no-log"])
+    assert result.exit_code == 2 and "delay, defect_risk" in result.output
+
+
+# ----------------------------------------------------------------------------------------------- real data
+
+needs_real = pytest.mark.skipif(
+    not (REAL / "nyc_sca_capital_schedules").is_dir() or not (REAL / "construction_pm_ireland").is_dir(),
+    reason=f"the real exports are not in {REAL} (see ../shared/real/README.md); CI has them",
+)
+
+
+def readme_real_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Results on real data", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```text\n(.*?)```", section, flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("eqsms ")]
+
+
+def readme_results_table() -> dict[tuple[str, str], float]:
+    """(dataset, metric) -> our figure, as README's results table states it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Results on real data", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 7 and cells[0] and cells[0][0].isalpha() and cells[5][:1].isdigit():
+            out[(cells[0], cells[4])] = float(cells[5].split()[0].replace(",", "").rstrip("%"))
+    return out
+
+
+@needs_real
+def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
+    """README's real-data commands, run as written from a checkout beside ../shared/real, give README's figures."""
+    (tmp_path / "shared").symlink_to(REAL.parent)
+    (tmp_path / "main").mkdir()
+    monkeypatch.chdir(tmp_path / "main")
+    get_settings.cache_clear()
+    commands = readme_real_commands()
+    assert [c.split()[1] for c in commands] == ["import", "backtest", "import", "backtest"]
+    try:
+        for command in commands:
+            result = CliRunner().invoke(app, shlex.split(command)[1:])
+            assert result.exit_code == 0, f"{command}\n{result.output}"
+    finally:
+        get_settings.cache_clear()
+        mlflow.set_tracking_uri(None)
+    work = tmp_path / "main" / "eqsms_work"
+    nyc = json.loads((work / "backtests" / "nyc-sca-delay.json").read_text())
+    irish = json.loads((work / "backtests" / "field-forms-defect_risk.json").read_text())
+    measured = {
+        ("NYC SCA capital schedules", "MAE, days"): nyc["target"]["model"],
+        ("NYC SCA capital schedules", "range coverage"): nyc["target"]["coverage"] * 100,
+        ("Irish field forms", "ROC-AUC"): irish["target"]["model"],
+        ("Irish field forms", "ROC-AUC, pooled"): irish["leave_one_project_out"]["target"]["model"],
+    }
+    stated = readme_results_table()
+    for key, value in measured.items():
+        assert key in stated, f"README's table has no row {key}"
+        assert stated[key] == pytest.approx(value, rel=0.02, abs=0.01), key
+    # What the importers found, as the README and IMPORTERS.md say.
+    nyc_report = json.loads((work / "real" / "nyc_sca" / "import_report.json").read_text())
+    assert nyc_report["validation"]["tables"]["milestones"]["quarantined"] == 0
+    assert any("3,448 completed phases" in n for n in nyc_report["notes"])
+    irish_report = json.loads((work / "real" / "field_forms" / "import_report.json").read_text())
+    dropped = {u["what"]: u["count"] for u in irish_report["unmapped"]}
+    assert dropped["forms of project 1345"] == 396  # the export's duplicated project, kept once under 1343

@@ -1,0 +1,496 @@
+"""Backtests on a firm's real exports: judged by time, a project's rows on one side only, against named baselines.
+
+- The main split is the training time split (earliest rows to fit, next to calibrate, latest to test), with each
+  project's rows kept on one side: a project with most of its rows in the test part (half or more) is tested, and
+  its earlier rows are left out; the others are learned from, and their rows in the test part are left out. Time
+  order holds (every test row is later than every row learned from) and no project is both learned and tested.
+  A tested project's earlier facts still enter its test rows' features through the point-in-time families, as
+  they would at serving time. Where that leaves nothing to judge (a few long projects that all run to the end of
+  the export), the split falls back to time within each project, and says so.
+- Rolling-origin folds follow the same rule. On data with few projects, leave-one-project-out folds show how the
+  model transfers to a project it has never seen (the other projects' rows, later ones included, are learned from:
+  a transfer test, not a time test).
+- Metrics and baselines are those of ``training.evaluate.train_target`` (reference class: the median slip, or the
+  failure rate, per milestone kind and project type in the training rows), plus "on time" (a slip of 0 days) for
+  delay, on the same test rows. The targets of issue 5 are checked and said met or not.
+- Features a real export cannot know in time are left out (``PLAN_FEATURES``: how many milestones the project will
+  have, which a firm's export knows only at export time when milestones are added as work goes).
+
+Pure apart from :func:`log_backtest` (MLflow) and :func:`write_results`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from features.datasets import Dataset, defect_risk, delay
+from features.families import Context
+from features.settings import Settings
+from training import metrics
+from training.evaluate import HEADLINE, LABEL, TrainResult, train_target
+from training.splits import Split, rolling_origin, time_split
+
+MODELS = ("delay", "defect_risk")
+BUILDERS = {"delay": delay, "defect_risk": defect_risk}
+PLAN_FEATURES = ("milestones_in_plan", "milestone_share")
+# Issue 5's targets.
+MAE_REDUCTION = 0.15  # delay: MAE at least 15% below the reference class
+COVERAGE_POINTS = 0.05  # delay: range coverage within 5 points of nominal
+AUC_MARGIN = 0.05  # defect risk: ROC-AUC at least 0.05 above the reference class
+LOPO_MAX_PROJECTS = 30  # leave-one-project-out by default on data with at most this many projects
+MIN_PROJECT_ROWS = 20  # a project with fewer rows is not a fold of its own
+BOOTSTRAP = 1000  # resamples of the test rows for the interval of the gain
+
+
+class BacktestError(Exception):
+    """The data cannot be backtested for this model; the message says why."""
+
+
+@dataclass
+class Backtest:
+    dataset: str
+    model: str
+    result: TrainResult
+    rows: dict[str, int]
+    projects: dict[str, int]
+    extra_baselines: dict[str, dict[str, float]]
+    target: dict
+    windows: dict[str, list[str]] = field(default_factory=dict)
+    split: dict = field(default_factory=dict)  # kind, description, and why it was chosen when it was a fallback
+    lopo: dict | None = None
+    censoring: dict | None = None
+    settings: dict = field(default_factory=dict)
+    mlflow: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {**self.result.metrics, **self.extra_baselines}
+
+    def as_dict(self) -> dict:
+        return jsonable(
+            {
+                "dataset": self.dataset,
+                "model": self.model,
+                "rows": self.rows,
+                "projects": self.projects,
+                "split": self.split,
+                "windows": self.windows,
+                "settings": self.settings,
+                "metrics": self.metrics(),
+                "target": self.target,
+                "rolling_origin": self.result.backtest,
+                "leave_one_project_out": self.lopo,
+                "censoring": self.censoring,
+                "mlflow": self.mlflow,
+            }
+        )
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+
+def _parts(split: Split, n: int) -> np.ndarray:
+    """Part of each row: 0 train, 1 calibration, 2 test, -1 none."""
+    part = np.full(n, -1)
+    for k, idx in enumerate((split.train, split.calibration, split.test)):
+        part[idx] = k
+    return part
+
+
+def one_side(split: Split, project: pd.Series) -> tuple[Split, int]:
+    """The split with each project's rows on one side of the test boundary: a project whose rows lie mostly in
+    the test part (ties included) is tested, and its earlier rows are left out; any other project is learned from
+    (fit and calibration), and its rows in the test part are left out. Returns the split and the rows left out."""
+    part = _parts(split, len(project))
+    used = part >= 0
+    in_test = pd.Series(part[used] == 2).groupby(project.to_numpy()[used]).mean()
+    tested = (in_test >= 0.5).reindex(project.to_numpy(), fill_value=False).to_numpy(dtype=bool)
+    keep = used & np.where(tested, part == 2, part < 2)
+    parts = [np.flatnonzero(keep & (part == k)) for k in range(3)]
+    return Split(*parts), int(used.sum() - keep.sum())
+
+
+def project_time_split(ds: Dataset, settings: Settings) -> tuple[Split, int]:
+    """The training time split with each project's rows on one side."""
+    split = time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    return one_side(split, ds.frame["project_id"])
+
+
+def project_rolling_origin(ds: Dataset, settings: Settings) -> list[Split]:
+    """Rolling-origin folds with each project's rows on one side of each fold."""
+    folds = [one_side(f, ds.frame["project_id"])[0] for f in rolling_origin(ds.frame["as_of"], settings.backtest_folds)]
+    return [f for f in folds if min(len(f.train), len(f.calibration), len(f.test))]
+
+
+def leave_one_project_out(ds: Dataset, settings: Settings, min_rows: int = MIN_PROJECT_ROWS) -> list[tuple[str, Split]]:
+    """One fold a project: test on all its rows; fit on the other projects' earlier rows and calibrate on their
+    latest ``calibration_share``."""
+    project = ds.frame["project_id"].to_numpy()
+    order = np.argsort(ds.frame["as_of"].to_numpy(), kind="stable")
+    folds = []
+    for p, n in pd.Series(project).value_counts().sort_index().items():
+        if n < min_rows:
+            continue
+        others = order[project[order] != p]
+        cut = int(round(len(others) * (1 - settings.calibration_share)))
+        folds.append((str(p), Split(np.sort(others[:cut]), np.sort(others[cut:]), np.flatnonzero(project == p))))
+    return folds
+
+
+SPLITS = {
+    "project-time": "by time, each project's rows on one side (learned from, or tested)",
+    "time": "by time within each project (a project's earlier rows learned from, its later rows tested)",
+}
+MIN_TEST_FAILURES = 10  # a ROC-AUC on fewer failures says little
+
+
+def unusable(model: str, ds: Dataset, split: Split) -> str | None:
+    """Why ``split`` cannot judge ``model`` (a part is empty, or too few failures to test on); None if it can."""
+    sizes = {name: len(idx) for name, idx in split.parts().items()}
+    if min(sizes.values()) == 0:
+        return "a part is empty (" + ", ".join(f"{n} {name}" for name, n in sizes.items()) + " rows)"
+    if model != "delay":
+        failures = int(ds.frame[LABEL[model]].to_numpy()[split.test].sum())
+        if failures < MIN_TEST_FAILURES or failures == len(split.test):
+            return f"the test part has {failures} failures in {len(split.test)} rows"
+    return None
+
+
+def choose_split(model: str, ds: Dataset, settings: Settings, how: str = "auto") -> tuple[Split, str, int, str | None]:
+    """The split, its kind, the rows it leaves out, and a note when it is a fallback.
+
+    ``project-time`` keeps each project on one side; ``time`` splits by time within each project; ``auto`` takes
+    ``project-time`` unless it cannot judge the model (a few long projects that all run to the end of the export
+    leave the test part empty or without failures), then ``time``, and says so.
+    """
+    if how not in ("auto", *SPLITS):
+        raise BacktestError(f"split '{how}' is not one of auto, {', '.join(SPLITS)}")
+    note = None
+    if how in ("auto", "project-time"):
+        split, left_out = project_time_split(ds, settings)
+        why = unusable(model, ds, split)
+        if why is None:
+            return split, "project-time", left_out, None
+        if how == "project-time":
+            raise BacktestError(f"{model}: keeping each project on one side, {why}; try --split time")
+        note = (
+            f"keeping each project on one side, {why}: split by time within each project instead; "
+            "leave-one-project-out keeps projects apart"
+        )
+    split = time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    if (why := unusable(model, ds, split)) is not None:
+        raise BacktestError(f"{model}: too little data to backtest: {why}")
+    return split, "time", 0, note
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+
+
+def backtest_settings(settings: Settings, horizon_days: int | None) -> Settings:
+    return settings if horizon_days is None else settings.model_copy(update={"horizon_days": horizon_days})
+
+
+def build_dataset(tables: dict[str, pd.DataFrame], model: str, settings: Settings, drop: tuple[str, ...]) -> Dataset:
+    """The model's point-in-time dataset from validated tables, without the ``drop`` features."""
+    if model not in BUILDERS:
+        raise BacktestError(f"'{model}' is not one of {', '.join(MODELS)}")
+    ds = BUILDERS[model](Context.build(tables, settings))
+    if not len(ds.frame):
+        need = "first_pass_accepted" if model == "defect_risk" else "actual_date"
+        raise BacktestError(f"{model}: no labelled milestones (milestones need {need}); nothing to backtest")
+    features = [c for c in ds.feature_columns if c not in drop]
+    return replace(ds, feature_columns=features, meta={**ds.meta, "dropped_features": list(drop)})
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def on_time(ds: Dataset, split: Split) -> dict[str, float]:
+    """The "it will be on time" baseline: a slip of 0 days and no chance of being late."""
+    y = ds.frame["slip_days"].to_numpy()[split.test]
+    late = ds.frame["late"].to_numpy()[split.test]
+    zero = np.zeros(len(y))
+    return metrics.regression(y, zero, zero, zero, late, zero)
+
+
+def bootstrap_gain(model: str, result: TrainResult, seed: int, n: int = BOOTSTRAP) -> list[float]:
+    """95% interval of the headline gain over the reference class (ROC-AUC difference; MAE reduction for delay),
+    resampling the test rows."""
+    rows, pred = result.test_rows, result.predictions
+    rng = np.random.default_rng(seed)
+    if model == "delay":
+        y = rows["slip_days"].to_numpy()
+        err_m = np.abs(pred["model_expected_slip_days"] - y)
+        err_r = np.abs(pred["reference_class_expected_slip_days"] - y)
+        idx = rng.integers(0, len(y), size=(n, len(y)))
+        gains = 1 - err_m[idx].mean(axis=1) / err_r[idx].mean(axis=1)
+    else:
+        y = rows[LABEL[model]].to_numpy()
+        p_m, p_r = pred["model_probability"], pred["reference_class_probability"]
+        gains = []
+        for _ in range(n):
+            i = rng.integers(0, len(y), size=len(y))
+            if 0 < y[i].sum() < len(i):
+                gains.append(roc_auc_score(y[i], p_m[i]) - roc_auc_score(y[i], p_r[i]))
+        gains = np.asarray(gains)
+    if not len(gains):
+        return [float("nan"), float("nan")]
+    return [float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))]
+
+
+def target_check(model: str, result_metrics: dict[str, dict[str, float]], settings: Settings) -> dict:
+    """Issue 5's target for the model, with the numbers and whether it is met."""
+    ours, ref = result_metrics["model"], result_metrics["reference_class"]
+    if model == "delay":
+        reduction = 1 - ours["mae"] / ref["mae"] if ref["mae"] else float("nan")
+        off = abs(ours["coverage"] - settings.interval_coverage)
+        return {
+            "metric": "mae",
+            "model": ours["mae"],
+            "reference_class": ref["mae"],
+            "mae_reduction": reduction,
+            "required": f"MAE at least {MAE_REDUCTION:.0%} below the reference class; coverage within "
+            f"{COVERAGE_POINTS * 100:.0f} points of {settings.interval_coverage:.0%}",
+            "coverage": ours["coverage"],
+            "nominal_coverage": settings.interval_coverage,
+            "mae_met": bool(reduction >= MAE_REDUCTION),
+            "coverage_met": bool(off <= COVERAGE_POINTS),
+            "met": bool(reduction >= MAE_REDUCTION and off <= COVERAGE_POINTS),
+        }
+    gain = ours["roc_auc"] - ref["roc_auc"]
+    return {
+        "metric": "roc_auc",
+        "model": ours["roc_auc"],
+        "reference_class": ref["roc_auc"],
+        "auc_gain": gain,
+        "required": f"ROC-AUC at least {AUC_MARGIN} above the reference class",
+        "met": bool(gain >= AUC_MARGIN),
+    }
+
+
+def _pooled(model: str, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[str, float]]:
+    """Metrics of the model and the reference class over the test rows of all folds together."""
+    rows = pd.concat([r.test_rows for _, r in folds], ignore_index=True)
+    out = {}
+    for who in ("model", "reference_class"):
+        pred = {
+            k.removeprefix(f"{who}_"): np.concatenate([r.predictions[k] for _, r in folds])
+            for k in folds[0][1].predictions
+            if k.startswith(f"{who}_")
+        }
+        if model == "delay":
+            out[who] = metrics.regression(
+                rows["slip_days"].to_numpy(),
+                pred["expected_slip_days"],
+                pred.get("lower_days"),
+                pred.get("upper_days"),
+                rows["late"].to_numpy(),
+                pred.get("late_probability"),
+            )
+        else:
+            out[who] = metrics.classification(rows[LABEL[model]].to_numpy(), pred["probability"])
+    return out
+
+
+def run_lopo(model: str, ds: Dataset, settings: Settings) -> dict:
+    """Leave-one-project-out: per project, pooled over all projects' test rows, and the mean over the projects
+    where the headline metric is defined, the model against the reference class."""
+    headline = HEADLINE[model]
+    done: list[tuple[str, TrainResult]] = []
+    folds = []
+    for project, split in leave_one_project_out(ds, settings):
+        result = train_target(model, ds, settings, split=split, backtest_splits=[])
+        done.append((project, result))
+        label = ds.frame[LABEL[model]].to_numpy()[split.test]
+        folds.append(
+            {
+                "project": project,
+                "test_rows": len(split.test),
+                "label_mean": float(np.mean(label)),
+                "model": result.metrics["model"][headline],
+                "reference_class": result.metrics["reference_class"][headline],
+            }
+        )
+    if not done:
+        return {"folds": [], "note": f"no project has {MIN_PROJECT_ROWS} rows or more"}
+    pooled = _pooled(model, done)
+    defined = [f for f in folds if np.isfinite(f["model"]) and np.isfinite(f["reference_class"])]
+    mean = {
+        who: float(np.mean([f[who] for f in defined])) if defined else float("nan")
+        for who in ("model", "reference_class")
+    }
+    return {
+        "metric": headline,
+        "folds": folds,
+        "pooled": pooled,
+        "mean_over_projects": {**mean, "projects": len(defined)},
+        "target": target_check(model, pooled, settings),
+    }
+
+
+def censoring(tables: dict[str, pd.DataFrame], ds: Dataset, split: Split, settings: Settings) -> dict:
+    """Of the milestones planned in the test window, how many have an actual date: a time split sees only those
+    that are finished, which leans towards the ones that finished early."""
+    window = ds.frame["as_of"].iloc[split.test]
+    start, end = (window.min(), window.max()) if len(window) else (pd.NaT, pd.NaT)
+    lag = pd.Timedelta(days=settings.horizon_days)
+    ms = tables["milestones"]
+    planned = ms[(ms["planned_date"] >= start + lag) & (ms["planned_date"] <= end + lag)]
+    labelled = int(planned["actual_date"].notna().sum())
+    return {
+        "milestones_planned_in_test_window": len(planned),
+        "with_actual_date": labelled,
+        "share_labelled": labelled / len(planned) if len(planned) else float("nan"),
+    }
+
+
+def run_backtest(
+    tables: dict[str, pd.DataFrame],
+    model: str,
+    settings: Settings,
+    dataset: str,
+    drop: tuple[str, ...] = PLAN_FEATURES,
+    lopo: bool | None = None,
+    how: str = "auto",
+) -> Backtest:
+    """Backtest ``model`` on validated tables: the split (``how``, see :func:`choose_split`), rolling-origin folds,
+    and (on data with few projects, or when asked) leave-one-project-out."""
+    ds = build_dataset(tables, model, settings, drop)
+    split, kind, left_out, note = choose_split(model, ds, settings, how)
+    folds = project_rolling_origin(ds, settings) if kind == "project-time" else None
+    result = train_target(model, ds, settings, split=split, backtest_splits=folds)
+    extra = {"on_time": on_time(ds, split)} if model == "delay" else {}
+    project = ds.frame["project_id"]
+    n_projects = project.nunique()
+    backtest = Backtest(
+        dataset=dataset,
+        model=model,
+        result=result,
+        rows={
+            "dataset": len(ds.frame),
+            "train": len(split.train),
+            "calibration": len(split.calibration),
+            "test": len(split.test),
+            "left_out_to_keep_projects_on_one_side": left_out,
+        },
+        projects={
+            "dataset": int(n_projects),
+            **{name: int(project.iloc[idx].nunique()) for name, idx in split.parts().items()},
+        },
+        extra_baselines=extra,
+        target={
+            **target_check(model, result.metrics, settings),
+            "gain_ci95": bootstrap_gain(model, result, settings.seed),
+        },
+        windows=split.windows(ds.frame["as_of"]),
+        split={"kind": kind, "description": SPLITS[kind], "note": note},
+        settings={
+            "horizon_days": settings.horizon_days,
+            "train_share": settings.train_share,
+            "calibration_share": settings.calibration_share,
+            "interval_coverage": settings.interval_coverage,
+            "late_tolerance_days": settings.late_tolerance_days,
+            "dropped_features": list(drop),
+            "features": len(ds.feature_columns),
+        },
+    )
+    if lopo if lopo is not None else n_projects <= LOPO_MAX_PROJECTS:
+        backtest.lopo = run_lopo(model, ds, settings)
+    if model == "delay":
+        backtest.censoring = censoring(tables, ds, split, settings)
+    return backtest
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+def dataset_name(data_dir: Path) -> str:
+    return re.sub(r"[^0-9a-z]+", "-", Path(data_dir).resolve().name.lower()).strip("-") or "data"
+
+
+def experiment_name(dataset: str, model: str) -> str:
+    """Backtests have experiments of their own and register nothing: never a challenger of the main models."""
+    return f"eqsms-backtest-{dataset}-{model}"
+
+
+def flat(bt: Backtest) -> dict[str, float]:
+    out = {f"{who}.{k}": v for who, values in bt.metrics().items() for k, v in values.items()}
+    for k, v in bt.target.items():
+        if isinstance(v, bool | int | float):
+            out[f"target.{k}"] = float(v)
+    for fold in bt.result.backtest:
+        out.update({f"rolling.fold{fold['fold']}.{k}": v for k, v in fold.items() if isinstance(v, float | int)})
+    if bt.lopo and bt.lopo.get("pooled"):
+        for who, values in bt.lopo["pooled"].items():
+            out.update({f"lopo.{who}.{k}": v for k, v in values.items()})
+    out.update({f"rows.{k}": v for k, v in bt.rows.items()})
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
+
+
+def log_backtest(bt: Backtest, settings: Settings, source: str) -> dict:
+    """One MLflow run in ``eqsms-backtest-<dataset>-<model>``: parameters, metrics, the results; no model registered."""
+    import mlflow
+
+    from training.tracking import configure, experiment_id, git_commit
+
+    client = configure(settings)
+    exp = experiment_id(client, experiment_name(bt.dataset, bt.model).removeprefix("eqsms-"), settings)
+    with mlflow.start_run(experiment_id=exp) as run:
+        mlflow.log_params({k: v for k, v in bt.settings.items() if not isinstance(v, list)})
+        mlflow.set_tags(
+            {
+                "source": source,
+                "dataset": bt.dataset,
+                "target": bt.model,
+                "split": "time, each project on one side",
+                "dataset.fingerprint": bt.result.bundle.meta.get("dataset_fingerprint", ""),
+                "target.met": str(bt.target["met"]),
+                "git_commit": git_commit() or "unknown",
+            }
+        )
+        mlflow.log_metrics(flat(bt))
+        mlflow.log_dict(bt.as_dict(), "backtest.json")
+    bt.mlflow = {"experiment": experiment_name(bt.dataset, bt.model), "run_id": run.info.run_id}
+    return bt.mlflow
+
+
+def write_results(bt: Backtest, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bt.as_dict(), indent=2) + "\n")
+    return path
+
+
+def summary_rows(bt: Backtest) -> list[list[str]]:
+    """Model against baselines on the test rows, for the console: metric, model, reference class, linear, on time."""
+    keys = (
+        ("mae", "rmse", "coverage", "mean_width", "late_auc")
+        if bt.model == "delay"
+        else ("roc_auc", "pr_auc", "brier", "ece", "precision_top10")
+    )
+    m = bt.metrics()
+    linear = "linear_regression" if bt.model == "delay" else "logistic_regression"
+    who = ["model", "reference_class", linear, *bt.extra_baselines]
+    return [[k, *(_fmt(m.get(w, {}).get(k)) for w in who)] for k in keys]
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,140 @@
+"""`eqsms backtest`: a time-split backtest of one model on a folder of exports, against the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from features.settings import get_settings
+
+console = Console()
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+_S = get_settings()
+BACKTEST_MODELS = ("delay", "defect_risk")
+
+
+def _model_option(value: str) -> str:
+    if value not in BACKTEST_MODELS:
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(BACKTEST_MODELS)}")
+    return value
+
+
+@app.command()
+def backtest(
+    data_dir: Annotated[Path, typer.Argument(help="folder of exports in the raw contract (e.g. from `eqsms import`)")],
+    model: Annotated[str, typer.Option(help="delay or defect_risk", callback=_model_option)],
+    out: Annotated[
+        Path | None, typer.Option(help="results JSON; default <work_dir>/backtests/<data>-<model>.json")
+    ] = None,
+    split: Annotated[str, typer.Option(help="auto, project-time (each project on one side) or time")] = "auto",
+    horizon_days: Annotated[int, typer.Option(help="score each milestone this many days before its date")] = (
+        _S.horizon_days
+    ),
+    lopo: Annotated[
+        bool | None, typer.Option("--lopo/--no-lopo", help="leave-one-project-out too (default: at most 30 projects)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="dataset name for MLflow (default: the folder name)")] = None,
+    plan_features: Annotated[
+        bool, typer.Option("--plan-features/--no-plan-features", help="keep the count of the project's milestones")
+    ] = False,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="log the run to MLflow")] = True,
+) -> None:
+    """Backtest a model: learn on the earlier period, test on the later one, against the reference class.
+
+    A project's rows stay on one side. Checks issue 5's target, logs the run to MLflow (experiment
+    eqsms-backtest-<data>-<model>; no model is registered) and writes a results file.
+    """
+    from features.io import ContractError
+    from features.validate import load
+    from training.backtest import (
+        PLAN_FEATURES,
+        BacktestError,
+        backtest_settings,
+        dataset_name,
+        log_backtest,
+        run_backtest,
+        write_results,
+    )
+
+    settings = backtest_settings(get_settings(), horizon_days)
+    dataset = name or dataset_name(data_dir)
+    try:
+        data = load(data_dir)
+        with console.status(f"{model}: backtesting on {data_dir}"):
+            bt = run_backtest(
+                data.tables,
+                model,
+                settings,
+                dataset,
+                drop=() if plan_features else PLAN_FEATURES,
+                lopo=lopo,
+                how=split,
+            )
+    except (ContractError, BacktestError) as err:
+        console.print(f"[bold red]cannot backtest {data_dir}:[/] {err}")
+        raise typer.Exit(2) from err
+    if log:
+        info = log_backtest(bt, settings, str(data_dir))
+        console.print(f"MLflow: experiment {info['experiment']}, run {info['run_id']} ({settings.tracking_uri})")
+    path = write_results(bt, out or settings.work_dir / "backtests" / f"{dataset}-{model}.json")
+    print_backtest(bt)
+    console.print(f"results: {path}")
+
+
+def print_backtest(bt) -> None:
+    from training.backtest import summary_rows
+
+    rows, split = bt.rows, bt.split
+    console.print(
+        f"{bt.dataset} / {bt.model}: {rows['dataset']:,} rows; split {split['kind']} ({split['description']}): "
+        f"{rows['train']:,} train, {rows['calibration']:,} calibration, {rows['test']:,} test "
+        f"({bt.windows['test'][0]} .. {bt.windows['test'][1]}), {rows['left_out_to_keep_projects_on_one_side']:,} "
+        "left out to keep projects on one side",
+        highlight=False,
+    )
+    if split.get("note"):
+        console.print(f"[yellow]note[/]: {split['note']}")
+    table = RichTable(title="test rows: model against baselines")
+    linear = "linear" if bt.model == "delay" else "logistic"
+    for col in ("metric", "model", "reference class", linear, *bt.extra_baselines):
+        table.add_column(col.replace("_", " "), justify="left" if col == "metric" else "right")
+    for row in summary_rows(bt):
+        table.add_row(*row)
+    console.print(table)
+    console.print(_target_line("target", bt.target), highlight=False)
+    if bt.lopo and bt.lopo.get("target"):
+        mean = bt.lopo["mean_over_projects"]
+        console.print(
+            _target_line(f"leave-one-project-out, {len(bt.lopo['folds'])} projects pooled", bt.lopo["target"])
+            + f"; mean over {mean['projects']} projects {mean['model']:.3f} vs {mean['reference_class']:.3f}",
+            highlight=False,
+        )
+    if bt.censoring:
+        c = bt.censoring
+        console.print(
+            f"censoring: {c['with_actual_date']:,} of {c['milestones_planned_in_test_window']:,} milestones planned in "
+            "the test window have an actual date; the others are still open (many past their plan) and cannot be "
+            "judged",
+            highlight=False,
+        )
+
+
+def _target_line(what: str, t: dict) -> str:
+    verdict = "MET" if t["met"] else "NOT MET"
+    ci = t.get("gain_ci95")
+    if t["metric"] == "mae":
+        ci_text = f" (95% interval {ci[0]:+.1%} .. {ci[1]:+.1%})" if ci and None not in ci else ""
+        return (
+            f"{what}: MAE {t['model']:.1f} vs reference class {t['reference_class']:.1f} days, "
+            f"{t['mae_reduction']:+.1%} reduction{ci_text}; coverage {t['coverage']:.1%} "
+            f"(nominal {t['nominal_coverage']:.0%}); needed {t['required']}: {verdict}"
+        )
+    ci_text = f" (95% interval {ci[0]:+.3f} .. {ci[1]:+.3f})" if ci and None not in ci else ""
+    return (
+        f"{what}: ROC-AUC {t['model']:.3f} vs reference class {t['reference_class']:.3f}, "
+        f"{t['auc_gain']:+.3f}{ci_text}; needed {t['required']}: {verdict}"
+    )
