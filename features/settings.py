@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     calibration_share: float = Field(0.2, gt=0, lt=1, description="next rows: calibration and conformal correction")
     backtest_folds: int = Field(3, ge=2, description="rolling-origin folds reported beside the main split")
     interval_coverage: float = Field(0.8, gt=0, lt=1, description="nominal coverage of the delay range")
+    delay_objective: str = Field(
+        "regression", description="LightGBM objective of the slip estimate: regression (mean) or regression_l1 (median)"
+    )
+    backtest_delay_objective: str = Field(
+        "regression_l1", description="`eqsms backtest` judges delay by MAE, which the median minimises"
+    )
     n_estimators: int = Field(400, gt=0, description="LightGBM trees at most (early stopping picks fewer)")
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(15, gt=1)

@@ -361,6 +361,7 @@ def run_backtest(
 ) -> Backtest:
     """Backtest ``model`` on validated tables: the split (``how``, see :func:`choose_split`), rolling-origin folds,
     and (on data with few projects, or when asked) leave-one-project-out."""
+    settings = settings.model_copy(update={"delay_objective": settings.backtest_delay_objective})
     ds = build_dataset(tables, model, settings, drop)
     split, kind, left_out, note = choose_split(model, ds, settings, how)
     folds = project_rolling_origin(ds, settings) if kind == "project-time" else None

@@ -57,7 +57,7 @@ def lgb_params(settings: Settings, objective: str, target: str, features: list[s
         **extra,
     }
     monotone = MONOTONE.get(target, {})
-    if objective != "quantile":  # LightGBM refuses monotone constraints with the quantile objective
+    if objective not in ("quantile", "regression_l1"):  # LightGBM refuses monotone constraints for these
         params["monotone_constraints"] = [monotone.get(f, 0) for f in features]
         params["monotone_constraints_method"] = "advanced"
     return params
@@ -126,7 +126,7 @@ def fit_delay(
         "delay",
         features,
         categorical_columns(X_train),
-        booster("regression", slip_train),
+        booster(settings.delay_objective, slip_train),
         lower=booster("quantile", slip_train, alpha=alpha),
         upper=booster("quantile", slip_train, alpha=1 - alpha),
         late=booster("binary", late_train),
