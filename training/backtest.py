@@ -34,7 +34,7 @@ from features.datasets import Dataset, defect_risk, delay
 from features.families import Context
 from features.settings import Settings
 from training import metrics
-from training.evaluate import HEADLINE, LABEL, TrainResult, train_target
+from training.evaluate import HEADLINE, LABEL, TrainResult, score_rows, train_target
 from training.splits import Split, rolling_origin, time_split
 
 MODELS = ("delay", "defect_risk")
@@ -284,17 +284,7 @@ def _pooled(model: str, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[
             for k in folds[0][1].predictions
             if k.startswith(f"{who}_")
         }
-        if model == "delay":
-            out[who] = metrics.regression(
-                rows["slip_days"].to_numpy(),
-                pred["expected_slip_days"],
-                pred.get("lower_days"),
-                pred.get("upper_days"),
-                rows["late"].to_numpy(),
-                pred.get("late_probability"),
-            )
-        else:
-            out[who] = metrics.classification(rows[LABEL[model]].to_numpy(), pred["probability"])
+        out[who] = score_rows(model, rows, pred)
     return out
 
 

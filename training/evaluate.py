@@ -52,7 +52,11 @@ def _fit_and_score(target: str, ds: Dataset, split: Split, settings: Settings) -
 
 
 def _score(target: str, ds: Dataset, idx: np.ndarray, pred: dict[str, np.ndarray]) -> dict[str, float]:
-    rows = ds.frame.iloc[idx]
+    return score_rows(target, ds.frame.iloc[idx], pred)
+
+
+def score_rows(target: str, rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """The target's metrics of predictions ``pred`` (keys as ``ModelBundle.predict``'s) against ``rows``' labels."""
     if target == "delay":
         return metrics.regression(
             rows["slip_days"].to_numpy(),
