@@ -150,7 +150,7 @@ def mlflow_comparison_model(work: Path) -> tuple[str, list[bytes]]:
     uri = f"runs:/{run.info.run_id}/model"
     bodies = [
         json.dumps({"dataframe_split": {"columns": list(matrix.columns), "data": [row]}}).encode()
-        for row in matrix.astype("object").where(matrix.notna(), None).head(200).to_numpy().tolist()
+        for row in matrix.astype("float64").head(200).to_numpy().tolist()  # missing as NaN, which its parser takes
     ]
     return uri, bodies
 
@@ -196,7 +196,12 @@ def main() -> None:
 
             tracking.configure(Settings(work_dir=work / "store", data_dir=world))
             model_uri, mlflow_bodies = mlflow_comparison_model(work)
-            mlflow_env = {**os.environ, "MLFLOW_TRACKING_URI": Settings(work_dir=work / "store").tracking_uri}
+            mlflow_env = {
+                **os.environ,
+                "MLFLOW_TRACKING_URI": Settings(work_dir=work / "store").tracking_uri,
+                # mlflow runs `uvicorn` by name: the venv's bin must be on PATH
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
             mlflow_server = subprocess.Popen(
                 [
                     sys.executable,

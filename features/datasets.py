@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 
 from features.contract import TABLES
-from features.families import MILESTONE_FAMILIES, PROJECT_FAMILIES, Columns, Context, compute, compute_columns
+from features.families import (
+    MILESTONE_FAMILIES,
+    PROJECT_FAMILIES,
+    Columns,
+    Context,
+    compute,
+    compute_columns,
+    milestone_features,
+)
 from features.io import table_files
 from features.settings import Settings
 
@@ -322,11 +330,21 @@ def churn_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     return compute(ctx, rows, PROJECT_FAMILIES)
 
 
-def milestone_columns(ctx: Context, rows: pd.DataFrame) -> Columns:
-    """The features of ``milestone_rows`` as plain arrays: the serving hot path skips building a frame."""
-    return compute_columns(ctx, rows, MILESTONE_FAMILIES)
+def milestone_columns(ctx: Context, rows: pd.DataFrame, project_columns: Columns | None = None) -> Columns:
+    """The features of ``milestone_rows`` as plain arrays: the serving hot path skips building a frame.
+
+    ``project_columns``, the project families already computed for ``project_columns["project_id"]`` at the same
+    as_of (``churn_columns`` of those projects), are reused rather than computed again per milestone: they depend
+    only on the project and the as_of.
+    """
+    if project_columns is None:
+        return compute_columns(ctx, rows, MILESTONE_FAMILIES)
+    own = compute_columns(ctx, rows, (milestone_features,))
+    where = pd.Index(project_columns["project_id"]).get_indexer(rows["project_id"])
+    shared = {k: v[where] for k, v in project_columns.items() if k != "project_id"}
+    return {**own, **shared}
 
 
 def churn_columns(ctx: Context, rows: pd.DataFrame) -> Columns:
-    """The features of ``churn_rows`` as plain arrays."""
-    return compute_columns(ctx, rows, PROJECT_FAMILIES)
+    """The features of ``churn_rows`` as plain arrays, with the rows' ``project_id``."""
+    return {"project_id": rows["project_id"].to_numpy(dtype=object), **compute_columns(ctx, rows, PROJECT_FAMILIES)}

@@ -16,6 +16,7 @@ import pandas as pd
 from features.datasets import TARGETS, churn_columns, latest_fact, milestone_columns, now
 from features.families import Columns, Context
 from features.io import ContractError
+from features.pit import to_seconds
 from features.settings import Settings
 from features.validate import load
 from serving.drivers import top_drivers
@@ -108,7 +109,7 @@ class Engine:
             return Scored(outputs, [[] for _ in range(n)])
         # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
         # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
-        contrib = bundle.booster.predict(frame, pred_contrib=True)
+        contrib = bundle.contributions(frame)
         drivers = top_drivers(contrib, bundle.features, columns, name, top_k)
         return Scored(outputs, drivers)
 
@@ -149,14 +150,13 @@ class Engine:
         t = now() if as_of is None else pd.Timestamp(as_of)
         if t.tzinfo is not None:
             t = t.tz_convert("UTC").tz_localize(None)
-        starts = self.projects.loc[project_ids, "planned_start"].dropna()
-        early = starts[starts > t]
+        codes = self.ctx.code(pd.Series(project_ids, dtype="str"))
+        starts = self.ctx.project_arrays["planned_start"][codes]
+        early = np.flatnonzero(starts > to_seconds(np.array([t]))[0])
         if len(early):
-            first = early.index[0]
-            raise RequestError(
-                "as_of",
-                f"{t.date()} is before project {first} began (planned start {early.iloc[0].date()})",
-            )
+            first = project_ids[early[0]]
+            start = self.projects.at[first, "planned_start"].date()
+            raise RequestError("as_of", f"{t.date()} is before project {first} began (planned start {start})")
         return t
 
     # ---------------------------------------------------------------------------------------------- endpoints
@@ -179,11 +179,13 @@ class Engine:
             self._check_milestones(milestone_ids, project_ids)
             rows = rows[rows["milestone_id"].isin(milestone_ids)]
         rows = rows.assign(as_of=t)
-        milestones = self._milestone_answers(rows, milestone_columns(self.ctx, rows), top_k) if len(rows) else []
+        project_columns = churn_columns(self.ctx, pd.DataFrame({"project_id": project_ids, "as_of": t}))
+        churn = self._churn(project_columns, top_k)
+        features = milestone_columns(self.ctx, rows, project_columns) if len(rows) else {}
+        milestones = self._milestone_answers(rows, features, top_k) if len(rows) else []
         by_project: dict[str, list[dict]] = {p: [] for p in project_ids}
         for project_id, answer in zip(rows["project_id"], milestones, strict=True):
             by_project[project_id].append(answer)
-        churn = self._churn(project_ids, t, top_k)
         return [
             {
                 "project_id": p,
@@ -199,14 +201,11 @@ class Engine:
         client = self.projects.at[project_id, "client_id"]
         return None if pd.isna(client) else client
 
-    def _churn(self, project_ids: list[str], t: pd.Timestamp, top_k: int) -> list[dict]:
-        rows = pd.DataFrame({"project_id": project_ids, "as_of": t})
-        scored = self._score("churn", churn_columns(self.ctx, rows), top_k)
+    def _churn(self, project_columns: Columns, top_k: int) -> list[dict]:
+        scored = self._score("churn", project_columns, top_k)
         p = scored.outputs["probability"]
         levels = _level(p, self.settings.risk_levels["churn"])
-        return [
-            {"probability": float(p[i]), "level": levels[i], "drivers": scored.drivers[i]} for i in range(len(rows))
-        ]
+        return [{"probability": float(p[i]), "level": levels[i], "drivers": scored.drivers[i]} for i in range(len(p))]
 
     def _check_milestones(self, milestone_ids: list[str], project_ids: list[str]) -> None:
         found = self.milestones.iloc[self.milestone_ids.get_indexer(milestone_ids)]
