@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the pinned stack (uv, bytecode compiled)
 
-run: $(STAMP) ## the main job on the embedded defaults: validate, build datasets, train, register and promote
+run: $(STAMP) ## the main job on the embedded defaults: validate, build datasets, train and promote, ask the service
 	$(EQSMS) validate
 	$(EQSMS) features build
 	$(EQSMS) train --promote
+	$(PY) -m serving.smoke
 
 test: $(STAMP) ## lint, then the whole test suite
 	$(VENV)/bin/ruff check .

@@ -122,7 +122,7 @@ def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
     return world, p["project_id"].tolist(), p.loc[p["actual_end"].isna(), "project_id"].tolist()
 
 
-def mlflow_comparison_model(work: Path) -> tuple[str, list[bytes]]:
+def mlflow_comparison_model(settings) -> tuple[str, list[bytes]]:
     """The champion defect-risk booster logged for MLflow's server, and single-row request bodies for it.
 
     MLflow's pyfunc cannot take pandas categoricals (DESIGN.md), so the categorical columns are sent as the
@@ -145,7 +145,8 @@ def mlflow_comparison_model(work: Path) -> tuple[str, list[bytes]]:
         matrix[col] = matrix[col].cat.codes.astype("float64").where(matrix[col].notna())
     booster = bundle.booster
     booster.pandas_categorical = None
-    with mlflow.start_run(run_name="mlflow-serve-comparison") as run:
+    experiment = tracking.experiment_id(mlflow.MlflowClient(), "mlflow-serve-comparison", settings)
+    with mlflow.start_run(experiment_id=experiment, run_name="mlflow-serve-comparison") as run:
         mlflow.lightgbm.log_model(booster, name="model", pip_requirements=["lightgbm==4.7.0"])
     uri = f"runs:/{run.info.run_id}/model"
     bodies = [
@@ -194,8 +195,9 @@ def main() -> None:
             from features.settings import Settings
             from training import tracking
 
-            tracking.configure(Settings(work_dir=work / "store", data_dir=world))
-            model_uri, mlflow_bodies = mlflow_comparison_model(work)
+            store = Settings(work_dir=work / "store", data_dir=world)
+            tracking.configure(store)
+            model_uri, mlflow_bodies = mlflow_comparison_model(store)
             mlflow_env = {
                 **os.environ,
                 "MLFLOW_TRACKING_URI": Settings(work_dir=work / "store").tracking_uri,

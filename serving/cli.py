@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 from features import cli as features_cli
+from serving import serve_cli
+from training import backtest_cli as training_backtest_cli
 from training import cli as training_cli
 
 app = typer.Typer(
@@ -16,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     help="EQSMS Risk: defect, delay and churn risk before each milestone.",
 )
-for stage in (features_cli.app, training_cli.app):
+for stage in (features_cli.app, training_cli.app, training_backtest_cli.app, serve_cli.app):
     app.registered_commands += stage.registered_commands
     app.registered_groups += stage.registered_groups
 

@@ -7,9 +7,9 @@ Responses mirror what :class:`serving.runtime.Engine` returns; drivers may carry
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MODELS = ("defect_risk", "delay", "churn")
 Level = Literal["low", "medium", "high"]
@@ -26,13 +26,23 @@ def _request(example: dict) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"example": example})
 
 
+def _scalar(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        raise ValueError("a feature value must be a number, text or null, not a list or an object")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1)]
+FeatureValue = Annotated[Any, AfterValidator(_scalar)]
+
+
 # ------------------------------------------------------------------------------------------------------ requests
 class RiskRequest(BaseModel):
     model_config = _request({"project_id": "P00142", "as_of": "2023-06-01", "top_k": 3})
 
     project_id: str = Field(min_length=1, description="the project to score")
     as_of: datetime | None = Field(None, description=AS_OF)
-    milestone_ids: list[str] | None = Field(
+    milestone_ids: list[Id] | None = Field(
         None, description="only these milestones of the project (default: all not yet reached at as_of)"
     )
     top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
@@ -41,7 +51,7 @@ class RiskRequest(BaseModel):
 class BatchRequest(BaseModel):
     model_config = _request({"project_ids": ["P00142", "P00151"], "as_of": "2023-06-01", "top_k": 1})
 
-    project_ids: list[str] | None = Field(
+    project_ids: list[Id] | None = Field(
         None, min_length=1, description="projects to score (default: all open projects); at most max_batch_projects"
     )
     as_of: datetime | None = Field(None, description=AS_OF)
@@ -54,7 +64,7 @@ class PredictRequest(BaseModel):
     )
 
     model: ModelName = Field(description="which champion model scores the rows")
-    rows: list[dict[str, Any]] = Field(
+    rows: list[dict[str, FeatureValue]] = Field(
         min_length=1, description="feature rows, feature name -> value; missing features are allowed (GET /v1/models)"
     )
     top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
@@ -72,7 +82,7 @@ class WhatIfRequest(BaseModel):
 
     project_id: str = Field(min_length=1)
     milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
-    changes: dict[str, float | None] = Field(description="feature name -> new value (null: unknown)")
+    changes: dict[str, float] = Field(description="feature name -> new value (GET /v1/models lists the features)")
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
@@ -204,7 +214,10 @@ class Flag(BaseModel):
     feature: str
     value: Any = None
     flag: Literal["unknown_category", "outside_training_range"] | str
-    training_range: list[float] | None = None
+    # Never null: BentoML's Python client cannot decode a null where its schema says array.
+    training_range: list[float] = Field(
+        default_factory=list, description="outside_training_range: [lowest, highest] seen in training; else empty"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -220,7 +233,7 @@ class WhatIfResponse(BaseModel):
     project_id: str
     milestone_id: str
     as_of: str
-    changes: dict[str, float | None]
+    changes: dict[str, float]
     before: dict[str, dict[str, float]] = Field(description="model -> output -> value, as the data stands")
     after: dict[str, dict[str, float]] = Field(description="the same with the changes applied")
     difference: dict[str, dict[str, float]] = Field(description="after minus before")
@@ -249,4 +262,4 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx this service sends."""
 
     error: str = Field(description="what is wrong, naming the field")
-    field: str = Field(description="the part of the request at fault, e.g. `as_of`, `project_ids`, `rows[2].spi_recent`")
+    field: str = Field(description="the part of the request at fault: `as_of`, `project_ids`, `rows[2].spi_recent`")

@@ -1,0 +1,62 @@
+"""Shared fixtures: the three champions trained once per session into a temporary MLflow store.
+
+BentoML writes to ``$BENTOML_HOME`` (models, bentos, its own temporary files): tests point it at a temporary folder
+so nothing lands in ``~/bentoml``, and turn BentoML's usage tracking off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_BENTOML_HOME: list[str] = []
+
+
+def pytest_configure(config) -> None:
+    home = tempfile.mkdtemp(prefix="eqsms-bentoml-")
+    _BENTOML_HOME.append(home)
+    os.environ["BENTOML_HOME"] = home
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def pytest_unconfigure(config) -> None:
+    for home in _BENTOML_HOME:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class Champions:
+    work_dir: Path
+    data_dir: Path
+    outcomes: dict  # target -> training.pipeline.Outcome (the trained bundle and its test rows)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment a server process needs to find this store and data."""
+        return {
+            **os.environ,
+            "EQSMS_WORK_DIR": str(self.work_dir),
+            "EQSMS_DATA_DIR": str(self.data_dir),
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def champions(tmp_path_factory) -> Champions:
+    """defect_risk, delay and churn trained on data_samples/world and promoted (the first model is champion)."""
+    from features.settings import Settings, get_settings
+    from features.validate import load
+    from training import tracking
+    from training.pipeline import datasets_from_data, run_target
+
+    data_dir = get_settings().data_dir
+    settings = Settings(work_dir=tmp_path_factory.mktemp("champions"), data_dir=data_dir)
+    client = tracking.configure(settings)
+    datasets = datasets_from_data(load(data_dir), settings, ["defect_risk", "delay", "churn"])
+    outcomes = {name: run_target(ds, settings, None, "test", True, client) for name, ds in datasets.items()}
+    return Champions(settings.work_dir.resolve(), data_dir, outcomes)
