@@ -73,6 +73,7 @@ class Settings(BaseSettings):
         description="probability cut-offs between low, medium and high",
     )
     max_batch_projects: int = Field(5000, gt=0, description="largest /v1/risk/batch request")
+    serve_workers: int = Field(2, gt=0, description="server processes (one a core here)")
     default_top_k: int = Field(5, ge=0, le=50, description="drivers per prediction unless a request says")
 
     @property

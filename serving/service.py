@@ -182,7 +182,12 @@ v1_get = Starlette(routes=[Route("/models", models_get, methods=["GET"])])
 
 
 # ----------------------------------------------------------------------------------------------------- service
-@bentoml.service(name="eqsms_risk", logging={"access": {"enabled": False}}, traffic={"timeout": 120})
+@bentoml.service(
+    name="eqsms_risk",
+    workers=get_settings().serve_workers,
+    logging={"access": {"enabled": False}},
+    traffic={"timeout": 120},
+)
 @bentoml.asgi_app(v1_get, path="/v1", name="v1_get")
 class RiskService:
     """EQSMS Risk: defect risk, delay and client churn before each milestone, with the drivers behind them."""
