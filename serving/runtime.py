@@ -23,6 +23,7 @@ from serving.drivers import top_drivers
 from training.bundle import ModelBundle
 
 CHAMPION = "champion"
+MILESTONE_ROW_COLUMNS = ("milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date")
 
 
 class NotReady(Exception):
@@ -61,6 +62,9 @@ class Engine:
         self.milestones = milestones
         self.milestones_of = milestones.groupby("project_id", sort=False).indices  # project_id -> row positions
         self.milestone_ids = pd.Index(milestones["milestone_id"])
+        # The columns a milestone row needs, as arrays: selecting a project's open milestones is then a few numpy
+        # operations rather than pandas indexing on the whole table.
+        self.milestone_columns = {c: milestones[c].to_numpy() for c in MILESTONE_ROW_COLUMNS}
         self.latest_fact = latest_fact(tables)
 
     # ------------------------------------------------------------------------------------------------ start-up
@@ -172,13 +176,7 @@ class Engine:
         its client's churn risk, in one vectorised pass over all the projects."""
         self.check_projects(project_ids, field)
         t = self.resolve_as_of(as_of, project_ids)
-        positions = np.concatenate([self.milestones_of.get(p, np.empty(0, int)) for p in project_ids])
-        rows = self.milestones.iloc[np.sort(positions)]
-        rows = rows[~(rows["actual_date"] < t)]
-        if milestone_ids is not None:
-            self._check_milestones(milestone_ids, project_ids)
-            rows = rows[rows["milestone_id"].isin(milestone_ids)]
-        rows = rows.assign(as_of=t)
+        rows = self._open_milestones(project_ids, t, milestone_ids)
         project_columns = churn_columns(self.ctx, pd.DataFrame({"project_id": project_ids, "as_of": t}))
         churn = self._churn(project_columns, top_k)
         features = milestone_columns(self.ctx, rows, project_columns) if len(rows) else {}
@@ -196,6 +194,21 @@ class Engine:
             }
             for i, p in enumerate(project_ids)
         ]
+
+    def _open_milestones(
+        self, project_ids: list[str], t: pd.Timestamp, milestone_ids: list[str] | None
+    ) -> pd.DataFrame:
+        """The projects' milestones not reached before ``t`` (only ``milestone_ids`` if given), with ``as_of``."""
+        positions = np.sort(np.concatenate([self.milestones_of.get(p, np.empty(0, int)) for p in project_ids]))
+        actual = self.milestone_columns["actual_date"][positions]
+        positions = positions[~(actual < np.datetime64(t))]  # NaT compares False: never reached stays open
+        if milestone_ids is not None:
+            self._check_milestones(milestone_ids, project_ids)
+            keep = np.isin(self.milestone_columns["milestone_id"][positions], milestone_ids)
+            positions = positions[keep]
+        rows = pd.DataFrame({c: values[positions] for c, values in self.milestone_columns.items()})
+        rows["as_of"] = t
+        return rows
 
     def _client(self, project_id: str):
         client = self.projects.at[project_id, "client_id"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import warnings
 
@@ -26,6 +27,11 @@ with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test clien
 PROJECT, AHEAD, REACHED, AS_OF = "P00142", "M000778", "M000774", "2023-06-01"
 OTHER_PROJECTS_MILESTONE = "M000001"
 MAX_BATCH = 50
+
+
+def risk_of(service, **request):
+    """The service's /v1/risk method, called in process (it is a coroutine: it runs on the event loop)."""
+    return asyncio.run(service.risk(**request))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,7 @@ def body(response: JSONResponse) -> dict:
 
 # ------------------------------------------------------------------------------------------------- in process
 def test_risk_answers_with_models_and_freshness(service):
-    answer = service.risk(project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), top_k=2)
+    answer = risk_of(service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), top_k=2)
     assert isinstance(answer, schemas.RiskResponse)
     assert answer.project_id == PROJECT and answer.client_id == "C00111"
     assert answer.as_of == "2023-06-01T00:00:00"
@@ -78,10 +84,10 @@ def test_risk_answers_with_models_and_freshness(service):
 
 
 def test_top_k_defaults_to_settings_and_zero_means_no_drivers(service):
-    answer = service.risk(project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime())
+    answer = risk_of(service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime())
     counts = [len(m.defect_risk.drivers) for m in answer.milestones] + [len(answer.churn.drivers)]
     assert max(counts) == get_settings().default_top_k
-    bare = service.risk(project_id=PROJECT, top_k=0)
+    bare = risk_of(service, project_id=PROJECT, top_k=0)
     assert all(not m.defect_risk.drivers and not m.delay.drivers for m in bare.milestones)
     assert not bare.churn.drivers
 
@@ -93,7 +99,7 @@ def test_batch_is_the_single_answers_in_one_pass(service):
     assert [p.project_id for p in batch.projects] == ids
     assert batch.model_versions == {"defect_risk": "1", "delay": "1", "churn": "1"}
     for project in batch.projects:
-        single = service.risk(project_id=project.project_id, as_of=t, top_k=3)
+        single = risk_of(service, project_id=project.project_id, as_of=t, top_k=3)
         assert single.model_dump(exclude={"model_versions", "data_freshness"}) == project.model_dump()
 
 
@@ -104,7 +110,7 @@ def test_batch_defaults_to_all_open_projects(service):
 
 
 def test_engine_errors_become_4xx_responses_in_process(service):
-    unknown = service.risk(project_id="P99999")
+    unknown = risk_of(service, project_id="P99999")
     assert isinstance(unknown, JSONResponse) and unknown.status_code == 404
     assert body(unknown) == {"error": "project_id: unknown project id(s): P99999", "field": "project_id"}
     too_many = service.risk_batch(project_ids=[f"P{i:05d}" for i in range(1, MAX_BATCH + 2)])
@@ -138,7 +144,9 @@ def test_whatif_before_after_and_difference(service, http):
     for model, outputs in answer["before"].items():
         for key, value in outputs.items():
             assert answer["difference"][model][key] == answer["after"][model][key] - value
-    risk = service.risk(project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), milestone_ids=[AHEAD], top_k=0)
+    risk = risk_of(
+        service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), milestone_ids=[AHEAD], top_k=0
+    )
     assert answer["before"]["defect_risk"]["probability"] == risk.milestones[0].defect_risk.probability
     assert answer["before"]["churn"]["probability"] == risk.churn.probability
 
