@@ -38,6 +38,17 @@ class RequestError(Exception):
         self.field, self.message, self.status = field, message, status
 
 
+def load_tables(settings: Settings) -> dict[str, pd.DataFrame]:
+    """The validated tables of the data folder in settings, or :class:`NotReady` saying what to do."""
+    try:
+        return load(settings.data_dir).tables
+    except ContractError as err:
+        raise NotReady(
+            f"the data folder {settings.data_dir} cannot be used: {err}\n"
+            "Point EQSMS_DATA_DIR at a folder of exports, or create a sample with `eqsms generate`."
+        ) from err
+
+
 def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
     return np.array(["low", "medium", "high"])[np.searchsorted(thresholds, p, side="right")].tolist()
 
@@ -73,13 +84,7 @@ class Engine:
         """Load the validated data folder and the three @champion models, or say what is missing."""
         from training.tracking import alias_version, configure, load_bundle
 
-        try:
-            data = load(settings.data_dir)
-        except ContractError as err:
-            raise NotReady(
-                f"the data folder {settings.data_dir} cannot be used: {err}\n"
-                "Point EQSMS_DATA_DIR at a folder of exports, or create a sample with `eqsms generate`."
-            ) from err
+        tables = load_tables(settings)
         client = configure(settings)
         versions = {name: alias_version(client, name, CHAMPION) for name in TARGETS}
         missing = [name for name, version in versions.items() if version is None]
@@ -99,7 +104,7 @@ class Engine:
                 "run_id": mv.run_id,
                 "trained_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
             }
-        return cls(settings, data.tables, bundles, info)
+        return cls(settings, tables, bundles, info)
 
     # ------------------------------------------------------------------------------------------------- scoring
     def _score(self, name: str, columns: Columns, top_k: int) -> Scored:

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from features.settings import Settings, get_settings
 from serving import schemas
-from serving.runtime import CHAMPION, Engine, NotReady, RequestError
+from serving.runtime import CHAMPION, Engine, NotReady, RequestError, load_tables
 
 logger = logging.getLogger("bentoml.service.eqsms")
 M = TypeVar("M", bound=BaseModel)
@@ -44,8 +44,6 @@ def engine_from_bento(settings: Settings) -> Engine:
     """The engine on the models the bento was built with (``eqsms package``) and the data folder in settings."""
     from bentoml.exceptions import NotFound
 
-    from features.io import ContractError
-    from features.validate import load
     from training.bundle import ModelBundle
 
     pinned = {m.tag.name: m.tag for m in RiskService.bento.info.all_models}
@@ -64,14 +62,7 @@ def engine_from_bento(settings: Settings) -> Engine:
             "run_id": meta.get("run_id"),
             "trained_at": meta.get("trained_at"),
         }
-    try:
-        data = load(settings.data_dir)
-    except ContractError as err:
-        raise NotReady(
-            f"the data folder {settings.data_dir} cannot be used: {err}\n"
-            "Point EQSMS_DATA_DIR at a folder of exports, or create a sample with `eqsms generate`."
-        ) from err
-    return Engine(settings, data.tables, bundles, info)
+    return Engine(settings, load_tables(settings), bundles, info)
 
 
 def build_engine(settings: Settings) -> Engine:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from features.settings import get_settings
+from training.cli import one_of
 
 console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -17,10 +18,7 @@ _S = get_settings()
 BACKTEST_MODELS = ("delay", "defect_risk")
 
 
-def _model_option(value: str) -> str:
-    if value not in BACKTEST_MODELS:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(BACKTEST_MODELS)}")
-    return value
+_model_option = one_of(BACKTEST_MODELS)
 
 
 @app.command()

@@ -17,10 +17,18 @@ _S = get_settings()
 MODELS = ("defect_risk", "delay", "churn", "all")
 
 
-def _model_option(value: str) -> str:
-    if value not in MODELS:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(MODELS)}")
-    return value
+def one_of(choices: tuple[str, ...]):
+    """A Typer callback that accepts only ``choices``, naming them when the value is not one."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+_model_option = one_of(MODELS)
 
 
 @app.command()
