@@ -10,22 +10,13 @@ from features.datasets import churn, defect_risk, delay
 from features.families import Context
 from features.settings import Settings, get_settings
 from serving.runtime import Engine, NotReady, RequestError
-from training import tracking
-from training.pipeline import datasets_from_data, run_target
 
 SAMPLE = get_settings().data_dir
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    settings = Settings(work_dir=tmp_path_factory.mktemp("work"), data_dir=SAMPLE)
-    client = tracking.configure(settings)
-    from features.validate import load
-
-    data = load(SAMPLE)
-    for ds in datasets_from_data(data, settings, ["defect_risk", "delay", "churn"]).values():
-        run_target(ds, settings, None, "test", True, client)
-    return Engine.from_settings(settings)
+def engine(champions) -> Engine:
+    return Engine.from_settings(Settings(work_dir=champions.work_dir, data_dir=champions.data_dir))
 
 
 def test_refuses_to_start_without_champions(tmp_path):
