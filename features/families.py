@@ -123,6 +123,8 @@ def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventS
             to_seconds(surv["surveyed_at"]),
             csat=surv["csat"].to_numpy(dtype="float64"),
             nps=surv["nps"].to_numpy(dtype="float64"),
+            csat_answered=surv["csat"].notna().to_numpy(dtype="float64"),
+            nps_answered=surv["nps"].notna().to_numpy(dtype="float64"),
         ),
         # A milestone's actual date and acceptance are known once it is reached.
         "milestone_done": EventStream.build(
@@ -267,13 +269,14 @@ def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
 
 
 def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
-    """Client surveys: latest CSAT and NPS and their trend since the survey before."""
+    """Client surveys: latest CSAT and NPS, their trend since the survey before, and their mean so far."""
     surveys = q.at("survey")
     out: dict[str, np.ndarray] = {"surveys_to_date": surveys.count()}
     for score in ("csat", "nps"):
         latest = surveys.latest(score)
         out[f"{score}_latest"] = latest
         out[f"{score}_trend"] = latest - surveys.latest(score, back=1)
+        out[f"{score}_mean"] = ratio(surveys.total(score), surveys.total(f"{score}_answered"))
     return out
 
 

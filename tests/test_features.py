@@ -141,6 +141,7 @@ def test_complaint_features(m3):
 
 def test_survey_features(m3):
     check(m3, {"surveys_to_date": 2.0, "csat_latest": 3.0, "csat_trend": -1.0, "nps_latest": 6.0, "nps_trend": -2.0})
+    check(m3, {"csat_mean": 3.5, "nps_mean": 7.0})
 
 
 def test_milestone_history_features(m3):
