@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test lint format bench-features bench-training sample-data clean
+.PHONY: help install run test lint format bench-features bench-training bench-serving bench-real sample-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 bench-training: $(STAMP) ## train all three models at 10,000 projects, quality against baselines and oracle
 	$(PY) -m benchmarks.training
+
+bench-serving: $(STAMP) ## the real server on 1,000 projects: latency, throughput, batch, against mlflow models serve
+	$(PY) -m benchmarks.serving
+
+bench-real: $(STAMP) ## import the real exports in ../shared/real and backtest delay and defect risk
+	$(PY) -m benchmarks.backtest_real
 
 bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
 	$(PY) -m benchmarks.features
