@@ -488,11 +488,10 @@ def test_cli_validate_exit_codes(tmp_path):
 
 
 def test_every_injected_fault_of_a_dirty_world_is_quarantined(tmp_path):
-    generate = pytest.importorskip("features.generate")
-    if not hasattr(generate, "generate_world"):
-        pytest.skip("features.generate.generate_world is not written yet")
+    from features.generate import generate_world
+
     out = tmp_path / "dirty"
-    generate.generate_world(n_projects=60, seed=11, out_dir=out, fmt="csv", dirty=0.05)
+    generate_world(n_projects=60, seed=11, out_dir=out, fmt="csv", dirty=0.05)
     manifest = pd.read_csv(out / "faults.csv", dtype={"table": str, "row": int, "column": str, "error": str})
     assert len(manifest), "a dirty world should have faults"
     data = load(out)
