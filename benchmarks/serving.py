@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serving.smoke import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 TARGETS = {"p50_ms": 10.0, "p99_ms": 30.0, "rps_at_4": 150.0, "batch_1000_s": 2.0, "ratio_to_mlflow": 3.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(port: int, path: str, proc: subprocess.Popen, seconds: float = 180) -> None:
