@@ -268,6 +268,33 @@ def build_all(data, settings: Settings) -> dict[str, BuildResult]:
     return results
 
 
+class MilestoneIndex:
+    """The milestones table indexed by project: selects the milestones open at a time with a few numpy operations,
+    so serving can call it per request (build it once)."""
+
+    COLUMNS = ("milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date")
+
+    def __init__(self, milestones: pd.DataFrame) -> None:
+        self.columns = {c: milestones[c].to_numpy() for c in self.COLUMNS}
+        self.of_project = milestones.groupby("project_id", sort=False).indices  # project_id -> row positions
+
+    def open(
+        self, as_of: pd.Timestamp, project_ids: list[str] | None = None, milestone_ids: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Milestones not reached before ``as_of`` (of the given projects, or those milestone ids), with ``as_of``."""
+        if project_ids is None:
+            positions = np.arange(len(self.columns["milestone_id"]))
+        else:
+            positions = np.sort(np.concatenate([self.of_project.get(p, np.empty(0, int)) for p in project_ids]))
+        actual = self.columns["actual_date"][positions]
+        positions = positions[~(actual < np.datetime64(as_of))]  # NaT compares False: never reached stays open
+        if milestone_ids is not None:
+            positions = positions[np.isin(self.columns["milestone_id"][positions], milestone_ids)]
+        rows = pd.DataFrame({c: values[positions] for c, values in self.columns.items()})
+        rows["as_of"] = as_of
+        return rows
+
+
 def open_milestones(
     tables: dict[str, pd.DataFrame],
     as_of: pd.Timestamp,
@@ -275,16 +302,7 @@ def open_milestones(
     milestone_ids: list[str] | None = None,
 ) -> pd.DataFrame:
     """Milestones not yet reached at ``as_of`` (of the given projects, or those milestone ids), with ``as_of``."""
-    ms = tables["milestones"]
-    reached = ms["actual_date"].notna() & (ms["actual_date"] < as_of)
-    keep = ~reached
-    if project_ids is not None:
-        keep &= ms["project_id"].isin(project_ids)
-    if milestone_ids is not None:
-        keep &= ms["milestone_id"].isin(milestone_ids)
-    rows = ms[keep].copy()
-    rows["as_of"] = as_of
-    return rows
+    return MilestoneIndex(tables["milestones"]).open(as_of, project_ids, milestone_ids)
 
 
 def write_dataset(dataset: Dataset, out_dir: Path) -> Path:

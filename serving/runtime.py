@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.datasets import TARGETS, churn_columns, latest_fact, milestone_columns, now
+from features.datasets import TARGETS, MilestoneIndex, churn_columns, latest_fact, milestone_columns, now
 from features.families import Columns, Context
 from features.io import ContractError
 from features.pit import to_seconds
@@ -23,7 +23,6 @@ from serving.drivers import top_drivers
 from training.bundle import ModelBundle
 
 CHAMPION = "champion"
-MILESTONE_ROW_COLUMNS = ("milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date")
 
 
 class NotReady(Exception):
@@ -71,11 +70,8 @@ class Engine:
         self.projects = tables["projects"].set_index("project_id", drop=False)
         milestones = tables["milestones"]
         self.milestones = milestones
-        self.milestones_of = milestones.groupby("project_id", sort=False).indices  # project_id -> row positions
+        self.milestone_index = MilestoneIndex(milestones)
         self.milestone_ids = pd.Index(milestones["milestone_id"])
-        # The columns a milestone row needs, as arrays: selecting a project's open milestones is then a few numpy
-        # operations rather than pandas indexing on the whole table.
-        self.milestone_columns = {c: milestones[c].to_numpy() for c in MILESTONE_ROW_COLUMNS}
         self.latest_fact = latest_fact(tables)
 
     # ------------------------------------------------------------------------------------------------ start-up
@@ -112,7 +108,6 @@ class Engine:
         bundle = self.bundles[name]
         frame = bundle.matrix(columns)
         outputs = bundle.outputs(frame)
-        outputs.pop("raw_probability", None)
         n = len(frame)
         if not top_k:
             return Scored(outputs, [[] for _ in range(n)])
@@ -204,16 +199,9 @@ class Engine:
         self, project_ids: list[str], t: pd.Timestamp, milestone_ids: list[str] | None
     ) -> pd.DataFrame:
         """The projects' milestones not reached before ``t`` (only ``milestone_ids`` if given), with ``as_of``."""
-        positions = np.sort(np.concatenate([self.milestones_of.get(p, np.empty(0, int)) for p in project_ids]))
-        actual = self.milestone_columns["actual_date"][positions]
-        positions = positions[~(actual < np.datetime64(t))]  # NaT compares False: never reached stays open
         if milestone_ids is not None:
             self._check_milestones(milestone_ids, project_ids)
-            keep = np.isin(self.milestone_columns["milestone_id"][positions], milestone_ids)
-            positions = positions[keep]
-        rows = pd.DataFrame({c: values[positions] for c, values in self.milestone_columns.items()})
-        rows["as_of"] = t
-        return rows
+        return self.milestone_index.open(t, project_ids, milestone_ids)
 
     def _client(self, project_id: str):
         client = self.projects.at[project_id, "client_id"]

@@ -10,6 +10,7 @@ from features.datasets import churn, defect_risk, delay
 from features.families import Context
 from features.settings import Settings, get_settings
 from serving.runtime import Engine, NotReady, RequestError
+from tests.agreement import assert_same_milestone_answer
 
 SAMPLE = get_settings().data_dir
 
@@ -37,13 +38,7 @@ def test_serving_equals_training_exactly(engine):
         expected = engine.bundles[target].predict(frame)
         for i, row in enumerate(frame.itertuples()):
             answer = engine.risk([row.project_id], as_of=row.as_of, milestone_ids=[row.milestone_id], top_k=0)[0]
-            got = answer["milestones"][0][target]
-            if target == "defect_risk":
-                assert got["probability"] == expected["probability"][i]
-            else:
-                assert got["expected_slip_days"] == expected["expected_slip_days"][i]
-                assert got["range_days"] == [expected["lower_days"][i], expected["upper_days"][i]]
-                assert got["late_probability"] == expected["late_probability"][i]
+            assert_same_milestone_answer(target, answer["milestones"][0][target], expected, i)
     frame = churn(ctx).frame.tail(20)
     expected = engine.bundles["churn"].predict(frame)["probability"]
     for i, row in enumerate(frame.itertuples()):

@@ -18,6 +18,7 @@ from features.settings import get_settings
 from serving import schemas
 from serving.runtime import NotReady
 from serving.service import RiskService, with_field
+from tests.agreement import assert_same_milestone_answer
 
 with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test client works the same with httpx
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -311,13 +312,7 @@ def test_training_and_serving_agree_exactly(service, http, champions):
                 "milestone_ids": [row.milestone_id],
             }
             answer = http.post("/v1/risk", json={**request, "top_k": 0}).json()
-            got = answer["milestones"][0][target]
-            if target == "defect_risk":
-                assert got["probability"] == expected["probability"][i]
-            else:
-                assert got["expected_slip_days"] == expected["expected_slip_days"][i]
-                assert got["range_days"] == [expected["lower_days"][i], expected["upper_days"][i]]
-                assert got["late_probability"] == expected["late_probability"][i]
+            assert_same_milestone_answer(target, answer["milestones"][0][target], expected, i)
     frame = churn(ctx).frame.tail(8)
     expected = champions.outcomes["churn"].result.bundle.predict(frame)["probability"]
     got = [

@@ -101,8 +101,7 @@ class ModelBundle:
     def outputs(self, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         """Predictions for rows already in the model's layout (``frame`` or ``matrix``)."""
         if self.kind == "classifier":
-            raw = self.booster.predict(X, **ONE_THREAD)
-            return {"probability": self.calibrator(raw), "raw_probability": raw}
+            return {"probability": self.calibrator(self.booster.predict(X, **ONE_THREAD))}
         expected = self.booster.predict(X, **ONE_THREAD)
         return {
             "expected_slip_days": expected,

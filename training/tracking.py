@@ -25,7 +25,7 @@ from mlflow.models import infer_signature
 from features.settings import REPO_ROOT, Settings
 from training import metrics
 from training.bundle import ModelBundle
-from training.evaluate import HEADLINE, LABEL, TrainResult
+from training.evaluate import HEADLINE, TrainResult, score_rows
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas==3.1.1", "numpy>=2.4,<2.5", "scikit-learn==1.9.1"]
@@ -144,10 +144,7 @@ def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
 
 def gate_metric(target: str, bundle: ModelBundle, rows: pd.DataFrame) -> float:
     """The headline metric of a model on given rows: ROC-AUC for the classifiers, MAE for delay."""
-    score = bundle.score(rows)
-    if target == "delay":
-        return metrics.regression(rows["slip_days"].to_numpy(), score)["mae"]
-    return metrics.classification(rows[LABEL[target]].to_numpy(), score)["roc_auc"]
+    return score_rows(target, rows, bundle.predict(rows))[HEADLINE[target]]
 
 
 @dataclass
