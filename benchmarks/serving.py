@@ -3,8 +3,8 @@
 Generates a world (default 1,000 projects), trains the three models into a fresh store, starts the real server,
 then measures, client included: sequential p50/p99 latency of `/v1/risk` for one project (all three models with
 drivers), throughput at concurrency 1, 4 and 16, and the time of a 1,000-project `/v1/risk/batch`. In the same run
-it serves the same defect-risk booster with `mlflow models serve` and measures plain single-row predictions at
-concurrency 4. Prints the figures and writes benchmarks/results/serving.json. Every request loop is bounded in
+it serves the same defect-risk booster with `mlflow models serve` (logged with its signature, as registered, and
+bare, without one) and measures plain single-row predictions at concurrency 4. Prints the figures and writes benchmarks/results/serving.json. Every request loop is bounded in
 count and time, and only 127.0.0.1 is contacted.
 
     .venv/bin/python -m benchmarks.serving [--projects 1000] [--seconds 5]
@@ -117,14 +117,20 @@ def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
     return world, p["project_id"].tolist(), p.loc[p["actual_end"].isna(), "project_id"].tolist()
 
 
-def mlflow_comparison_model(settings) -> tuple[str, list[bytes]]:
+def mlflow_comparison_models(settings) -> tuple[dict[str, str], list[bytes]]:
     """The champion defect-risk booster logged for MLflow's server, and single-row request bodies for it.
 
     MLflow's pyfunc cannot take pandas categoricals (DESIGN.md), so the categorical columns are sent as the
     booster's own category codes and the booster is logged without its pandas category table: same trees, same
-    numbers, the format MLflow's server can take.
+    numbers, the format MLflow's server can take. It is logged twice:
+
+    - ``as_registered``: with a signature and an input example, as the registry holds our champion and as MLflow
+      asks models to be logged; its server then checks every request against the signature (the 46 requests/s
+      the design notes measured);
+    - ``bare``: without a signature, so the server skips that check (fastest MLflow can go; shown for reference).
     """
     import mlflow
+    from mlflow.models import infer_signature
 
     from training import tracking
 
@@ -138,17 +144,58 @@ def mlflow_comparison_model(settings) -> tuple[str, list[bytes]]:
     matrix = bundle.frame(rows).copy()
     for col in bundle.categorical:
         matrix[col] = matrix[col].cat.codes.astype("float64").where(matrix[col].notna())
+    matrix = matrix.astype("float64")  # missing as NaN, which its parser takes
     booster = bundle.booster
     booster.pandas_categorical = None
+    example = matrix.head(5)
     experiment = tracking.experiment_id(mlflow.MlflowClient(), "mlflow-serve-comparison", settings)
     with mlflow.start_run(experiment_id=experiment, run_name="mlflow-serve-comparison") as run:
-        mlflow.lightgbm.log_model(booster, name="model", pip_requirements=["lightgbm==4.7.0"])
-    uri = f"runs:/{run.info.run_id}/model"
+        mlflow.lightgbm.log_model(
+            booster,
+            name="as_registered",
+            signature=infer_signature(example, booster.predict(example)),
+            input_example=example,
+            pip_requirements=["lightgbm==4.7.0"],
+        )
+        mlflow.lightgbm.log_model(booster, name="bare", pip_requirements=["lightgbm==4.7.0"])
+    uris = {name: f"runs:/{run.info.run_id}/{name}" for name in ("as_registered", "bare")}
     bodies = [
         json.dumps({"dataframe_split": {"columns": list(matrix.columns), "data": [row]}}).encode()
-        for row in matrix.astype("float64").head(200).to_numpy().tolist()  # missing as NaN, which its parser takes
+        for row in matrix.head(200).to_numpy().tolist()
     ]
-    return uri, bodies
+    return uris, bodies
+
+
+def measure_mlflow(model_uri: str, bodies: list[bytes], env: dict, cwd: Path, requests: int, seconds: float) -> dict:
+    """`mlflow models serve` (its default single worker) on one model: sequential latency, requests/s at 4."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(port, "/ping", proc)
+        return {
+            "model_uri": model_uri,
+            "sequential": sequential(port, "/invocations", bodies, min(requests, 300)),
+            "throughput_at_4": throughput(port, "/invocations", bodies, 4, seconds),
+        }
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
 
 
 def main() -> None:
@@ -172,8 +219,6 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        mlflow_port = free_port()
-        mlflow_server = None
         try:
             wait_ready(port, "/readyz", server)
             bodies = [json.dumps({"project_id": p}).encode() for p in open_projects]
@@ -186,54 +231,25 @@ def main() -> None:
             answer = json.loads(post(conn, "/v1/risk/batch", batch_body.encode()))
             batch_seconds = time.perf_counter() - start
             batch_projects = len(answer["projects"])
-
-            from features.settings import Settings
-            from training import tracking
-
-            store = Settings(work_dir=work / "store", data_dir=world)
-            tracking.configure(store)
-            model_uri, mlflow_bodies = mlflow_comparison_model(store)
-            mlflow_env = {
-                **os.environ,
-                "MLFLOW_TRACKING_URI": Settings(work_dir=work / "store").tracking_uri,
-                # mlflow runs `uvicorn` by name: the venv's bin must be on PATH
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            }
-            mlflow_server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    model_uri,
-                    "--env-manager",
-                    "local",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--workers",
-                    "1",
-                ],
-                cwd=work,
-                env=mlflow_env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            wait_ready(mlflow_port, "/ping", mlflow_server)
-            mlflow_seq = sequential(mlflow_port, "/invocations", mlflow_bodies, min(args.requests, 300))
-            mlflow_rate = throughput(mlflow_port, "/invocations", mlflow_bodies, 4, args.seconds)
         finally:
-            for proc in (server, mlflow_server):
-                if proc is not None and proc.poll() is None:
-                    os.killpg(proc.pid, 15)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, 9)
+            stop(server)
+
+        from features.settings import Settings
+        from training import tracking
+
+        store = Settings(work_dir=work / "store", data_dir=world)
+        tracking.configure(store)
+        model_uris, mlflow_bodies = mlflow_comparison_models(store)
+        mlflow_env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store.tracking_uri,
+            # mlflow runs `uvicorn` by name: the venv's bin must be on PATH
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        mlflow_runs = {
+            name: measure_mlflow(uri, mlflow_bodies, mlflow_env, work, args.requests, args.seconds)
+            for name, uri in model_uris.items()
+        }
 
     rps = {r["concurrency"]: r["rps"] for r in rates}
     report = {
@@ -243,8 +259,10 @@ def main() -> None:
         "risk_one_project": latency,
         "throughput": rates,
         "batch": {"projects": batch_projects, "seconds": batch_seconds},
-        "mlflow_serve_defect_risk_single_row": {"sequential": mlflow_seq, "throughput_at_4": mlflow_rate},
-        "ratio_rps_at_4_ours_to_mlflow": rps[4] / mlflow_rate["rps"],
+        "mlflow_serve_defect_risk_single_row": mlflow_runs,
+        # the target is judged against the model as registered (with its signature); the bare ratio is shown too
+        "ratio_rps_at_4_ours_to_mlflow": rps[4] / mlflow_runs["as_registered"]["throughput_at_4"]["rps"],
+        "ratio_rps_at_4_ours_to_mlflow_bare": rps[4] / mlflow_runs["bare"]["throughput_at_4"]["rps"],
         "targets": TARGETS,
     }
     report["met"] = {
@@ -263,11 +281,14 @@ def main() -> None:
     for r in rates:
         print(f"  concurrency {r['concurrency']:>2}: {r['rps']:8.1f} requests/s ({r['requests']} requests)")
     print(f"  batch of {batch_projects} projects with drivers: {batch_seconds:.2f} s")
+    print("mlflow models serve, defect_risk single row (one worker, its default):")
+    for name, run in mlflow_runs.items():
+        seq, rate = run["sequential"], run["throughput_at_4"]
+        print(f"  {name:<13}: p50 {seq['p50_ms']:.2f} ms; {rate['rps']:.1f} requests/s at concurrency 4")
     print(
-        f"mlflow models serve, defect_risk single row: p50 {mlflow_seq['p50_ms']:.2f} ms; "
-        f"{mlflow_rate['rps']:.1f} requests/s at concurrency 4"
+        f"ratio at concurrency 4, ours / MLflow's: {report['ratio_rps_at_4_ours_to_mlflow']:.2f} (as registered), "
+        f"{report['ratio_rps_at_4_ours_to_mlflow_bare']:.2f} (bare)"
     )
-    print(f"ratio at concurrency 4, ours / MLflow's: {report['ratio_rps_at_4_ours_to_mlflow']:.2f}")
     for key, ok in report["met"].items():
         print(f"  {key:<16} {'met' if ok else 'NOT met'} (target {TARGETS[key]})")
     print(f"written to {RESULTS}")
