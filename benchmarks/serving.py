@@ -4,8 +4,8 @@ Generates a world (default 1,000 projects), trains the three models into a fresh
 then measures, client included: sequential p50/p99 latency of `/v1/risk` for one project (all three models with
 drivers), throughput at concurrency 1, 4 and 16, and the time of a 1,000-project `/v1/risk/batch`. In the same run
 it serves the same defect-risk booster with `mlflow models serve` (logged with its signature, as registered, and
-bare, without one) and measures plain single-row predictions at concurrency 4. Prints the figures and writes benchmarks/results/serving.json. Every request loop is bounded in
-count and time, and only 127.0.0.1 is contacted.
+bare, without one) and measures plain single-row predictions at concurrency 4. Prints the figures and writes
+benchmarks/results/serving.json. Every request loop is bounded in count and time, and only 127.0.0.1 is contacted.
 
     .venv/bin/python -m benchmarks.serving [--projects 1000] [--seconds 5]
 """
