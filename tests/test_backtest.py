@@ -101,6 +101,15 @@ def test_backtest_on_the_sample_world(sample_tables, tmp_path):
     assert out["target"]["mae_met"], out["target"]
     assert abs(out["target"]["coverage"] - 0.8) < 0.1
     assert out["censoring"]["milestones_planned_in_test_window"] >= out["rows"]["test"]
+    # The parts of the test window, oldest first, hold every test row once and add up to the whole's figures.
+    parts = out["censoring"]["by_part"]
+    assert len(parts) == 4 and sum(p["rows"] for p in parts) == out["rows"]["test"]
+    assert all(a["window"][1] <= b["window"][0] for a, b in zip(parts, parts[1:], strict=False))
+    weighted = sum(p["coverage"] * p["rows"] for p in parts) / out["rows"]["test"]
+    assert weighted == pytest.approx(out["target"]["coverage"])
+    assert sum(p["mae"] * p["rows"] for p in parts) / out["rows"]["test"] == pytest.approx(
+        out["metrics"]["model"]["mae"]
+    )
 
 
 def test_backtest_command_logs_without_registering(tmp_path, monkeypatch):
@@ -138,19 +147,20 @@ needs_real = pytest.mark.skipif(
 )
 
 
+def readme_section() -> str:
+    return (ROOT / "README.md").read_text().split("## Results on real data", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_real_commands() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Results on real data", 1)[1].split("\n## ", 1)[0]
+    section = readme_section()
     blocks = re.findall(r"```text\n(.*?)```", section, flags=re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("eqsms ")]
 
 
 def readme_results_table() -> dict[tuple[str, str], float]:
     """(dataset, metric) -> our figure, as README's results table states it."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Results on real data", 1)[1].split("\n## ", 1)[0]
     out = {}
-    for line in section.splitlines():
+    for line in readme_section().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 7 and cells[0] and cells[0][0].isalpha() and cells[5][:1].isdigit():
             out[(cells[0], cells[4])] = float(cells[5].split()[0].replace(",", "").rstrip("%"))
@@ -183,6 +193,10 @@ def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
         ("Irish field forms", "ROC-AUC, pooled"): irish["leave_one_project_out"]["target"]["model"],
     }
     stated = readme_results_table()
+    by_part = re.search(r"coverage is ([\d.]+)%, ([\d.]+)%, ([\d.]+)% and ([\d.]+)%", readme_section())
+    assert by_part, "README no longer states the NYC coverage by part of the test window"
+    parts = nyc["censoring"]["by_part"]
+    assert [float(v) for v in by_part.groups()] == pytest.approx([p["coverage"] * 100 for p in parts], abs=0.1)
     for key, value in measured.items():
         assert key in stated, f"README's table has no row {key}"
         assert stated[key] == pytest.approx(value, rel=0.02, abs=0.01), key

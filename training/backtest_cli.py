@@ -119,6 +119,19 @@ def print_backtest(bt) -> None:
             "judged",
             highlight=False,
         )
+        parts = RichTable(title="test window by part, oldest first: what censoring does to the judged rows")
+        for col in ("as_of window", "rows", "share labelled", "mean slip", "MAE", "coverage"):
+            parts.add_column(col, justify="left" if col == "as_of window" else "right")
+        for part in c["by_part"]:
+            parts.add_row(
+                f"{part['window'][0]} .. {part['window'][1]}",
+                f"{part['rows']:,}",
+                f"{part['share_labelled']:.0%}",
+                f"{part['mean_slip_days']:.1f}",
+                f"{part['mae']:.1f}",
+                f"{part['coverage']:.1%}",
+            )
+        console.print(parts)
 
 
 def _target_line(what: str, t: dict) -> str:
