@@ -168,18 +168,10 @@ def mlflow_comparison_models(settings) -> tuple[dict[str, str], list[bytes]]:
 
 def measure_mlflow(model_uri: str, bodies: list[bytes], env: dict, cwd: Path, requests: int, seconds: float) -> dict:
     """`mlflow models serve` (its default single worker) on one model: sequential latency, requests/s at 4."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    proc, port = launch(
+        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "--workers", "1"], cwd, env, "/ping"
     )
     try:
-        wait_ready(port, "/ping", proc)
         return {
             "model_uri": model_uri,
             "sequential": sequential(port, "/invocations", bodies, min(requests, 300)),
@@ -187,6 +179,26 @@ def measure_mlflow(model_uri: str, bodies: list[bytes], env: dict, cwd: Path, re
         }
     finally:
         stop(proc)
+
+
+def launch(module_args: list[str], cwd: Path, env: dict, ready_path: str) -> tuple[subprocess.Popen, int]:
+    """``python -m <module_args> --host 127.0.0.1 --port <free port>`` in its own process group, once it answers
+    ``ready_path``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *module_args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(port, ready_path, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -210,17 +222,8 @@ def main() -> None:
         world, all_projects, open_projects = prepare(args.projects, work)
         env = {**os.environ, "EQSMS_DATA_DIR": str(world), "EQSMS_WORK_DIR": str(work / "store")}
         env.pop("MLFLOW_TRACKING_URI", None)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        server, port = launch(["serving.cli", "serve"], REPO, env, "/readyz")
         try:
-            wait_ready(port, "/readyz", server)
             bodies = [json.dumps({"project_id": p}).encode() for p in open_projects]
             latency = sequential(port, "/v1/risk", bodies, args.requests)
             rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
