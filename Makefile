@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EQSMS := $(VENV)/bin/eqsms
 STAMP := $(VENV)/.installed
+WORK := $(or $(EQSMS_WORK_DIR),eqsms_work)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test lint format bench-features bench-training bench-serving bench-real sample-data clean
+.PHONY: help install run test lint format bench-features bench-training bench-serving bench-real sample-data notebooks clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,6 +52,11 @@ bench-real: $(STAMP) ## import the real exports in ../shared/real and backtest d
 
 bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
 	$(PY) -m benchmarks.features
+
+notebooks: $(STAMP) ## run notebooks/explore_and_explain.py headless; the executed notebook goes to eqsms_work/notebooks/
+	mkdir -p $(WORK)/notebooks
+	$(VENV)/bin/jupytext --to notebook --output $(WORK)/notebooks/explore_and_explain.ipynb notebooks/explore_and_explain.py
+	$(VENV)/bin/jupyter-execute --inplace $(WORK)/notebooks/explore_and_explain.ipynb
 
 sample-data: $(STAMP) ## regenerate the committed sample world in data_samples/world
 	$(EQSMS) generate
