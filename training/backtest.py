@@ -344,8 +344,9 @@ def censoring(
     that are finished, which leans towards the ones that finished early, and more so late in the window.
 
     ``by_part`` cuts the test rows by ``as_of`` into equal-count parts (oldest first) and gives each its share
-    labelled, mean slip, and the model's MAE and range coverage: where the feed is barely censored, the figures
-    show what the model does on the whole population; where it is, they show the bias of the judged rows.
+    labelled, mean slip, and the model's MAE and range coverage. Early parts, whose late finishers have had time
+    to be recorded, come closer to how the model does on every milestone; the last parts show the bias of rows
+    judged before the slow ones could finish.
     """
     as_of = ds.frame["as_of"].iloc[split.test].reset_index(drop=True)
     lag = pd.Timedelta(days=settings.horizon_days)
