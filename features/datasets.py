@@ -24,12 +24,12 @@ import pandas as pd
 from features.contract import TABLES
 from features.families import (
     MILESTONE_FAMILIES,
+    MILESTONE_OWN_FAMILIES,
     PROJECT_FAMILIES,
     Columns,
     Context,
     compute,
     compute_columns,
-    milestone_features,
 )
 from features.io import table_files
 from features.settings import Settings
@@ -357,7 +357,7 @@ def milestone_columns(ctx: Context, rows: pd.DataFrame, project_columns: Columns
     """
     if project_columns is None:
         return compute_columns(ctx, rows, MILESTONE_FAMILIES)
-    own = compute_columns(ctx, rows, (milestone_features,))
+    own = compute_columns(ctx, rows, MILESTONE_OWN_FAMILIES)
     where = pd.Index(project_columns["project_id"]).get_indexer(rows["project_id"])
     shared = {k: v[where] for k, v in project_columns.items() if k != "project_id"}
     return {**own, **shared}

@@ -34,6 +34,7 @@ class Context:
     projects: pd.DataFrame  # indexed by project_id
     project_code: pd.Index  # project_id -> int code
     client_of_project: np.ndarray  # client code per project code (-1 without a client)
+    kind_code: pd.Index  # milestone kind -> int code (kinds of the milestones table)
     streams: dict[str, EventStream]
     memo: dict = field(default_factory=dict, repr=False)  # results shared by several datasets
 
@@ -42,7 +43,8 @@ class Context:
         projects = tables["projects"].set_index("project_id", drop=False)
         project_code = pd.Index(projects.index)
         client_code = _codes(projects["client_id"])
-        ctx = cls(settings, tables, projects, project_code, client_code, {}, {})
+        kind_code = pd.Index(tables["milestones"]["kind"].dropna().unique())
+        ctx = cls(settings, tables, projects, project_code, client_code, kind_code, {}, {})
         ctx.streams.update(_build_streams(ctx, tables))
         return ctx
 
@@ -68,6 +70,10 @@ class Context:
             self.memo["project_values"] = pa.array(self.project_code, type=pa.string())
         return self.memo["project_values"]
 
+    def kind(self, kinds: pd.Series) -> np.ndarray:
+        """Integer code of each milestone kind (-1 for a kind no milestone of the tables has)."""
+        return self.kind_code.get_indexer(pd.Index(kinds, dtype=object)).astype("int64")
+
     def client(self, project_codes: np.ndarray) -> np.ndarray:
         return np.where(project_codes >= 0, self.client_of_project[np.maximum(project_codes, 0)], -1)
 
@@ -89,6 +95,11 @@ def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventS
     done = to_seconds(ms["actual_date"])
     slip = (done - to_seconds(ms["planned_date"])) / SECONDS_PER_DAY
     accepted = ms["first_pass_accepted"]
+    outcome = {
+        "slip": slip,
+        "failed": (accepted == False).to_numpy(dtype="float64", na_value=0.0),  # noqa: E712
+        "judged": accepted.notna().to_numpy(dtype="float64"),
+    }
     pcode = np.arange(len(p))
     awarded, ended = to_seconds(p["awarded_on"]), to_seconds(p["actual_end"])
     return {
@@ -127,13 +138,9 @@ def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventS
             nps_answered=surv["nps"].notna().to_numpy(dtype="float64"),
         ),
         # A milestone's actual date and acceptance are known once it is reached.
-        "milestone_done": EventStream.build(
-            mp,
-            done,
-            slip=slip,
-            failed=(accepted == False).to_numpy(dtype="float64", na_value=0.0),  # noqa: E712
-            judged=accepted.notna().to_numpy(dtype="float64"),
-        ),
+        "milestone_done": EventStream.build(mp, done, **outcome),
+        # The same facts grouped by milestone kind across the firm: how this kind of milestone has gone so far.
+        "kind_done": EventStream.build(ctx.kind(ms["kind"]), done, failed=outcome["failed"], judged=outcome["judged"]),
         # The baseline plan is known from the start.
         "milestone_planned": EventStream.build(mp, to_seconds(ms["planned_date"])),
         "client_award": EventStream.build(ctx.client(pcode), awarded),
@@ -169,14 +176,18 @@ class Query:
         self.project = project
         self.client = ctx.client(project)  # -1 where the project has no client
         self.t = to_seconds(rows["as_of"])  # as_of in seconds
+        self.rows = rows
         self._probes = {"project": Probe.of(self.project, self.t), "client": Probe.of(self.client, self.t)}
         self._cursors: dict[str, Cursor] = {}
 
     def at(self, stream: str) -> Cursor:
-        """The rows' cursor into a stream; ``client_*`` streams are grouped by client, the others by project."""
+        """The rows' cursor into a stream; ``client_*`` streams are grouped by client, ``kind_*`` streams by
+        milestone kind (milestone rows only), the others by project."""
         if stream not in self._cursors:
-            probe = self._probes["client" if stream.startswith("client_") else "project"]
-            self._cursors[stream] = self.ctx.streams[stream].at(probe)
+            group = stream.split("_", 1)[0] if stream.startswith(("client_", "kind_")) else "project"
+            if group not in self._probes:  # kind: only milestone rows have one
+                self._probes[group] = Probe.of(self.ctx.kind(self.rows["kind"]), self.t)
+            self._cursors[stream] = self.ctx.streams[stream].at(self._probes[group])
         return self._cursors[stream]
 
 
@@ -294,6 +305,18 @@ def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Co
     }
 
 
+def kind_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
+    """How this kind of milestone has fared across the firm so far (every project's milestones of the kind whose
+    acceptance was known before as_of): what carries to a project with little history of its own.
+
+    Only the first-pass failure rate: the firm's mean slip per kind added nothing on the generated world and made
+    the NYC backtest worse (its old labelled phases are the long-running survivors), and the count of milestones
+    of the kind is mostly a clock (NOTES.md, issue 5).
+    """
+    done = q.at("kind_done")
+    return {"firm_kind_first_pass_fail_rate": ratio(done.total("failed"), done.total("judged"))}
+
+
 def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The client's history with the firm: projects awarded and handed over, their delays, complaints."""
     award, handover = q.at("client_award"), q.at("client_handover")
@@ -318,7 +341,9 @@ PROJECT_FAMILIES: tuple[Family, ...] = (
     milestone_history_features,
     client_features,
 )
-MILESTONE_FAMILIES: tuple[Family, ...] = (milestone_features, *PROJECT_FAMILIES)
+# The families of a milestone row that depend on more than its project and as_of (serving shares the rest).
+MILESTONE_OWN_FAMILIES: tuple[Family, ...] = (milestone_features, kind_history_features)
+MILESTONE_FAMILIES: tuple[Family, ...] = (*MILESTONE_OWN_FAMILIES, *PROJECT_FAMILIES)
 
 
 def compute_columns(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> Columns:

@@ -29,6 +29,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "milestones_in_plan": ("{v:.0f} milestones in the plan", TECHNICAL),
     "milestone_share": ("{v:.0%} of the way through the milestone plan", TECHNICAL),
     "days_to_milestone": ("{v:.0f} days to the planned milestone date", PLANNING),
+    "firm_kind_first_pass_fail_rate": (
+        "{v:.0%} of this kind of milestone failed first-pass acceptance firm-wide",
+        QUALITY,
+    ),
     "inspections_30d": ("{v:.0f} inspections in the last 30 days", QUALITY),
     "inspections_failed_30d": ("{v:.0f} failed inspections in the last 30 days", QUALITY),
     "inspection_fail_rate_30d": ("{v:.0%} of inspections failed in the last 30 days", QUALITY),

@@ -158,6 +158,21 @@ def test_milestone_history_features(m3):
     )
 
 
+def test_kind_history_features(m3, ctx, tables):
+    # Handovers whose acceptance was known across the firm before as_of: only P0's M0 (failed); M3 is still ahead.
+    check(m3, {"firm_kind_first_pass_fail_rate": 1.0})
+    # A project with no history of its own gets the firm's: P2's foundation after P1's M1 (passed first time).
+    rows = open_milestones(tables, pd.Timestamp("2021-05-01"), project_ids=["P2"])
+    row = milestone_rows(ctx, rows).iloc[0]
+    check(row, {"milestones_done": 0.0, "firm_kind_first_pass_fail_rate": 0.0})
+    # Before any foundation was accepted, and for a kind no milestone has had: nothing known.
+    early = rows.assign(as_of=pd.Timestamp("2020-04-11"))
+    check(milestone_rows(ctx, early).iloc[0], {"firm_kind_first_pass_fail_rate": float("nan")})
+    check(
+        milestone_rows(ctx, rows.assign(kind="commissioning")).iloc[0], {"firm_kind_first_pass_fail_rate": float("nan")}
+    )
+
+
 def test_client_features(m3):
     check(
         m3,
