@@ -39,7 +39,7 @@ class EventStream:
     times: np.ndarray  # int64 seconds of each event, in key order
     cumsums: dict[str, np.ndarray]  # name -> running sum within each group, this event included
     values: dict[str, np.ndarray]  # name -> the values in key order (for latest-value queries)
-    _cummax: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # filled on first use
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # running maxima, group offsets
 
     @classmethod
     def build(cls, group: np.ndarray, known_at: np.ndarray, **values: np.ndarray) -> EventStream:
@@ -72,9 +72,21 @@ class EventStream:
 
     def cummax(self, name: str) -> np.ndarray:
         """Running maximum of ``name`` within each group, computed on first use."""
-        if name not in self._cummax:
-            self._cummax[name] = _group_cummax(self.keys // _SPAN, self.values[name])
-        return self._cummax[name]
+        key = f"cummax:{name}"
+        if key not in self._cache:
+            self._cache[key] = _group_cummax(self.keys // _SPAN, self.values[name])
+        return self._cache[key]
+
+    def bounds(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each group's events start and stop (an empty range for a group with none, or -1): the same as
+        searching (group, 0) and (group + 1, 0), looked up in offsets computed on first use."""
+        if "offsets" not in self._cache:
+            groups = self.keys // _SPAN
+            last = int(groups[-1]) if len(groups) else -1
+            self._cache["offsets"] = np.searchsorted(groups, np.arange(last + 2), side="left")
+        offsets = self._cache["offsets"]
+        top = len(offsets) - 1
+        return offsets[np.minimum(np.maximum(group, 0), top)], offsets[np.minimum(group + 1, top)]
 
     def search(self, group: np.ndarray, seconds: np.ndarray, order: np.ndarray) -> np.ndarray:
         """For each (group, time): how many events sort strictly before it.
@@ -112,9 +124,7 @@ class Cursor:
         group, t, order = probe.group, probe.t, probe.order
         self.stream, self.probe = stream, probe
         self.valid = (group >= 0) & ~np.isnan(t)
-        zero = np.zeros(len(group), dtype="int64")
-        self.start = stream.search(group, zero, order)
-        self.stop = stream.search(group + 1, zero, order)  # end of the group's segment
+        self.start, self.stop = stream.bounds(group)  # the group's segment of the stream
         self.end = np.where(self.valid, stream.search(group, _clip_seconds(t), order), self.start)
         self.group, self.t = group, t
         self._lower: dict[float, np.ndarray] = {}
@@ -136,6 +146,8 @@ class Cursor:
     def total(self, name: str, window_days: float | None = None) -> np.ndarray:
         """Sum of value ``name`` over the events known before ``t`` (or within the window)."""
         sums = self.stream.cumsums[name]
+        if window_days is None:  # from the group's first event: nothing before it to take away
+            return self._before(sums, self.end)
         return self._before(sums, self.end) - self._before(sums, self.lower(window_days))
 
     def group_size(self) -> np.ndarray:
@@ -220,5 +232,5 @@ def _group_cummax(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, NaN where the denominator is 0 (no evidence yet, not a zero rate)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+    # the inner where divides by 1 where the denominator is not positive (or NaN): no warning to silence
+    return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
