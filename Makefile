@@ -1,4 +1,4 @@
-# EQSMS Risk. `make help` lists the targets. Paths and parameters live in features/settings.py (EQSMS_* env vars).
+# EQSMS Risk. `make help` lists the targets. Paths and parameters live in eqsms/settings.py (EQSMS_* env vars).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 VENV := .venv

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from eqsms.settings import Settings, get_settings
 from features.importers import write_import
 from features.importers.field_forms import import_field_forms
 from features.importers.nyc_sca import import_nyc_sca
-from features.settings import Settings, get_settings
 from features.validate import load
 from training.backtest import Backtest, jsonable, log_backtest, run_backtest
 

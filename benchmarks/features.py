@@ -29,8 +29,8 @@ TARGET_PEAK_MIB = 4096
 
 def measure(data_dir: Path) -> dict:
     """Time one end-to-end run in this process: read + validate, then build the three datasets."""
+    from eqsms.settings import Settings
     from features.datasets import build_all
-    from features.settings import Settings
     from features.validate import load
 
     t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def measure(data_dir: Path) -> dict:
 
 
 def run_size(projects: int, workdir: Path, repeat: int) -> dict:
-    from features.generate import generate_world
+    from world import generate_world
 
     data_dir = workdir / f"world_{projects}"
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.smoke import free_port
+from serving.local import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "serving.json"
@@ -100,11 +100,11 @@ def throughput(port: int, path: str, bodies: list[bytes], concurrency: int, seco
 
 def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
     """A world, its three champions in a fresh store, and the open projects to ask about."""
-    from features.generate import generate_world
-    from features.settings import Settings
+    from eqsms.settings import Settings
     from features.validate import load
     from training import tracking
     from training.pipeline import datasets_from_data, run_target
+    from world import generate_world
 
     world = work / "world"
     generate_world(n_projects=projects, seed=21, out_dir=world, fmt="parquet", dirty=0.0)
@@ -222,7 +222,7 @@ def main() -> None:
         world, all_projects, open_projects = prepare(args.projects, work)
         env = {**os.environ, "EQSMS_DATA_DIR": str(world), "EQSMS_WORK_DIR": str(work / "store")}
         env.pop("MLFLOW_TRACKING_URI", None)
-        server, port = launch(["serving.cli", "serve"], REPO, env, "/readyz")
+        server, port = launch(["eqsms.cli", "serve"], REPO, env, "/readyz")
         try:
             bodies = [json.dumps({"project_id": p}).encode() for p in open_projects]
             latency = sequential(port, "/v1/risk", bodies, args.requests)
@@ -237,7 +237,7 @@ def main() -> None:
         finally:
             stop(server)
 
-        from features.settings import Settings
+        from eqsms.settings import Settings
         from training import tracking
 
         store = Settings(work_dir=work / "store", data_dir=world)

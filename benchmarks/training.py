@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from features.generate import generate_world
-from features.settings import Settings
+from eqsms.settings import Settings
 from features.validate import load
 from training import tracking
 from training.evaluate import read_oracle
 from training.pipeline import datasets_from_data, run_target
+from world import generate_world
 
 RESULTS = Path(__file__).parent / "results" / "training.json"
 TARGETS = {

@@ -1,6 +1,7 @@
-"""The `features` stage's commands: generate, validate, features build.
+"""The `features` stage's commands: validate, features build (`generate` is `world.cli`'s).
 
-Each command is a few lines that call library functions; defaults come from the settings object.
+Each command is a few lines that call library functions; defaults come from the settings object when the command
+runs (an option left out means "as in settings").
 """
 
 from __future__ import annotations
@@ -12,46 +13,40 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.importers.cli import import_app
-from features.settings import get_settings
+from eqsms.cli_kit import fail
+from eqsms.settings import get_settings
 
 console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 features_app = typer.Typer(no_args_is_help=True, help="Build point-in-time datasets.")
 
-_S = get_settings()
-DataDir = Annotated[Path, typer.Argument(help="folder of raw exports (CSV or Parquet, one table a source)")]
+DataDir = Annotated[
+    Path | None, typer.Argument(help="folder of raw exports (CSV or Parquet, one table a source); default: data_dir")
+]
 
 
-@app.command()
-def generate(
-    out: Annotated[Path, typer.Option(help="folder to write the six tables and the oracle to")] = _S.data_dir,
-    projects: Annotated[int, typer.Option(help="number of projects in the world")] = _S.generate_projects,
-    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same world")] = _S.generate_seed,
-    dirty: Annotated[float, typer.Option(help="share of rows given a realistic fault (0 = clean)")] = 0.0,
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
-) -> None:
-    """Write a synthetic world with a known truth (an oracle file) in the raw data contract."""
-    from features.generate import generate_world
+def load_or_exit(data_dir: Path):
+    """The validated folder, or one line saying why it cannot be used (exit 2)."""
+    from features.io import ContractError
+    from features.validate import load
 
-    report = generate_world(n_projects=projects, seed=seed, out_dir=out, fmt=fmt, dirty=dirty)
-    console.print(report.summary())
+    try:
+        return load(data_dir)
+    except ContractError as err:
+        fail(f"cannot use {data_dir}", err)
 
 
 @app.command()
 def validate(
-    data_dir: DataDir = _S.data_dir,
-    quarantine: Annotated[Path, typer.Option(help="where rejected rows are written")] = _S.quarantine_dir,
+    data_dir: DataDir = None,
+    quarantine: Annotated[Path | None, typer.Option(help="where rejected rows are written")] = None,
 ) -> None:
     """Check a folder of exports against the contract; write rejected rows to quarantine files."""
-    from features.io import ContractError
-    from features.validate import load, write_quarantine
+    from features.validate import write_quarantine
 
-    try:
-        data = load(data_dir)
-    except ContractError as err:
-        console.print(f"[bold red]cannot use {data_dir}:[/] {err}")
-        raise typer.Exit(2) from err
+    settings = get_settings()
+    quarantine = quarantine or settings.quarantine_dir
+    data = load_or_exit(data_dir or settings.data_dir)
     write_quarantine(data, quarantine)
     print_validation(data)
     console.print(f"quarantine files in {quarantine}")
@@ -71,29 +66,23 @@ def print_validation(data) -> None:
 
 @features_app.command("build")
 def build(
-    data_dir: DataDir = _S.data_dir,
-    out: Annotated[Path, typer.Option(help="folder for one Parquet dataset per target")] = _S.datasets_dir,
+    data_dir: DataDir = None,
+    out: Annotated[Path | None, typer.Option(help="folder for one Parquet dataset per target")] = None,
 ) -> None:
     """Validate DATA_DIR and write the defect_risk, delay and churn training datasets as Parquet."""
     from features.datasets import build_all, write_dataset
-    from features.io import ContractError
-    from features.validate import load, write_quarantine
+    from features.validate import write_quarantine
 
     settings = get_settings()
-    try:
-        data = load(data_dir)
-    except ContractError as err:
-        console.print(f"[bold red]cannot use {data_dir}:[/] {err}")
-        raise typer.Exit(2) from err
+    data = load_or_exit(data_dir or settings.data_dir)
     write_quarantine(data, settings.quarantine_dir)
     print_validation(data)
     for target, result in build_all(data, settings).items():
         if result.error:
             console.print(f"[yellow]{target}[/]: skipped, {result.error}")
             continue
-        path = write_dataset(result.dataset, out)
+        path = write_dataset(result.dataset, out or settings.datasets_dir)
         console.print(f"{target}: {result.dataset.describe()} -> {path}")
 
 
 app.add_typer(features_app, name="features")
-app.add_typer(import_app, name="import")

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Kind(StrEnum):
@@ -174,3 +178,25 @@ TABLES: dict[str, Table] = {
 
 TABLE_ORDER: tuple[str, ...] = tuple(TABLES)
 FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
+
+
+# Columns that record something that happened (plans such as planned_end may lie in the future).
+FACT_COLUMNS = {
+    "projects": ("awarded_on", "actual_end"),
+    "milestones": ("actual_date",),
+    "inspections": ("inspected_at", "closed_at"),
+    "resources": ("week_start",),
+    "complaints": ("received_at", "first_response_at", "resolved_at"),
+    "surveys": ("surveyed_at",),
+}
+
+
+def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The latest recorded event in the data: how fresh it is, and where churn's labelling window must end."""
+    latest = [
+        tables[table][col].max()
+        for table, cols in FACT_COLUMNS.items()
+        for col in cols
+        if table in tables and tables[table][col].notna().any()
+    ]
+    return max(latest) if latest else None

@@ -1,13 +1,11 @@
-"""Point-in-time datasets for the three targets, and the same rows for serving.
+"""Point-in-time datasets for the targets of ``features.targets``, and the same rows for serving.
 
-One function a target (DESIGN.md, "The three targets"):
+:func:`build_dataset` turns a target's rows and features into a :class:`Dataset` with the fingerprint of what built
+it; :func:`write_dataset` and :func:`read_dataset` are the named artifact that hands it to training (``eqsms
+features build`` writes it, ``eqsms train`` reuses it when the fingerprint matches). One dataset has one identity:
+the fingerprint hashes the raw input files, the feature list, the row count and the parameters.
 
-- ``defect_risk``: a milestone, scored ``horizon_days`` before its planned date; label ``first_pass_failed``.
-- ``delay``: the same rows; labels ``slip_days`` and ``late`` (slip above the tolerance).
-- ``churn``: a client at a project's handover (``as_of = actual_end``); label ``churned``: no new award within
-  ``churn_window_days``. Handovers whose window is not over at the data's latest fact are not labelled.
-
-``milestone_rows`` and ``churn_rows`` compute the features of open milestones / a project's client at any
+``milestone_columns`` and ``churn_columns`` compute the features of open milestones / a project's client at any
 ``as_of`` for serving, through the very same feature families.
 """
 
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eqsms.settings import Settings
 from features.contract import TABLES
 from features.families import (
     MILESTONE_FAMILIES,
@@ -32,15 +31,17 @@ from features.families import (
     compute_columns,
 )
 from features.io import table_files
-from features.settings import Settings
+from features.targets import MILESTONE_IDS, TARGETS, TargetSpec, TargetUnavailable, target
 
-TARGETS = ("defect_risk", "delay", "churn")
-MILESTONE_IDS = ["milestone_id", "project_id"]
-CHURN_NEEDS = {"projects": ("client_id", "awarded_on", "actual_end")}
-
-
-class TargetUnavailable(Exception):
-    """The data cannot label this target (for example churn without client ids); the message says what is missing."""
+# The parameters a dataset's rows and features depend on: part of its fingerprint.
+PARAMS = (
+    "horizon_days",
+    "late_tolerance_days",
+    "churn_window_days",
+    "short_window_days",
+    "long_window_days",
+    "recent_weeks",
+)
 
 
 @dataclass
@@ -53,6 +54,11 @@ class Dataset:
     label_columns: list[str]
     feature_columns: list[str]
     meta: dict = field(default_factory=dict)
+    source: str | None = None  # the Parquet file it was written to or read from (the artifact training logs)
+
+    @property
+    def spec(self) -> TargetSpec:
+        return target(self.target)
 
     @property
     def categorical_columns(self) -> list[str]:
@@ -74,28 +80,6 @@ class Dataset:
 class BuildResult:
     dataset: Dataset | None = None
     error: str | None = None
-
-
-# Columns that record something that happened (plans such as planned_end may lie in the future).
-FACT_COLUMNS = {
-    "projects": ("awarded_on", "actual_end"),
-    "milestones": ("actual_date",),
-    "inspections": ("inspected_at", "closed_at"),
-    "resources": ("week_start",),
-    "complaints": ("received_at", "first_response_at", "resolved_at"),
-    "surveys": ("surveyed_at",),
-}
-
-
-def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
-    """The latest recorded event in the data: how fresh it is, and where churn's labelling window must end."""
-    latest = [
-        tables[table][col].max()
-        for table, cols in FACT_COLUMNS.items()
-        for col in cols
-        if table in tables and tables[table][col].notna().any()
-    ]
-    return max(latest) if latest else None
 
 
 def files_fingerprint(paths: list[Path]) -> str:
@@ -120,151 +104,52 @@ def tables_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()
 
 
-def _finish(
-    target: str,
-    ctx: Context,
-    rows: pd.DataFrame,
-    features: pd.DataFrame,
-    *,
-    id_columns: list[str],
-    label_columns: list[str],
-    data_hash: str,
-) -> Dataset:
-    frame = pd.concat([rows[[*id_columns, "as_of", *label_columns]], features], axis=1).reset_index(drop=True)
-    feature_columns = list(features.columns)
-    params = {
-        k: getattr(ctx.settings, k)
-        for k in (
-            "horizon_days",
-            "late_tolerance_days",
-            "churn_window_days",
-            "short_window_days",
-            "long_window_days",
-            "recent_weeks",
-        )
-    }
+def folder_fingerprint(data_dir: Path | None) -> str | None:
+    """The identity of a folder of exports: its raw files' names and bytes (None if it has none)."""
+    sources = [path for table in TABLES for path in table_files(data_dir, table)] if data_dir else []
+    return files_fingerprint(sources) if sources else None
+
+
+def data_fingerprint(data) -> str:
+    """The identity of validated data: its raw files when it was read from a folder, else its content."""
+    return folder_fingerprint(data.data_dir) or tables_fingerprint(data.tables)
+
+
+def expected_meta(spec: TargetSpec, settings: Settings, data_hash: str) -> dict:
+    """What a dataset's fingerprint covers, bar what only building it tells (rows, features, window)."""
+    return {"target": spec.name, "params": {k: getattr(settings, k) for k in PARAMS}, "data_hash": data_hash}
+
+
+def build_dataset(spec: TargetSpec | str, ctx: Context, data_hash: str = "") -> Dataset:
+    """The target's labelled rows with ids, ``as_of``, labels and features (or :class:`TargetUnavailable`)."""
+    spec = target(spec) if isinstance(spec, str) else spec
+    rows, features = spec.rows(ctx)
+    ids, labels = list(spec.id_columns), list(spec.label_columns)
+    frame = pd.concat([rows[[*ids, "as_of", *labels]], features], axis=1).reset_index(drop=True)
     window = [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())] if len(frame) else [None, None]
+    base = expected_meta(spec, ctx.settings, data_hash)
     meta = {
-        "target": target,
+        "target": spec.name,
         "rows": len(frame),
-        "feature_columns": feature_columns,
+        "feature_columns": list(features.columns),
         "as_of_window": window,
-        "params": params,
+        "params": base["params"],
         "data_hash": data_hash,
     }
     meta["fingerprint"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
-    return Dataset(target, frame, id_columns, label_columns, feature_columns, meta)
+    return Dataset(spec.name, frame, ids, labels, list(features.columns), meta)
 
 
-def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reached milestones, each scored ``horizon_days`` before its planned date (if not reached by then), and their
-    features.
-
-    defect_risk and delay share these rows, so they are computed once per context.
-    """
-    if "reached" not in ctx.memo:
-        milestones = ctx.tables["milestones"]
-        rows = milestones[milestones["actual_date"].notna()].copy()
-        rows["as_of"] = rows["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
-        # A milestone reached before its own as_of is no prediction to make: serving would not score it either.
-        rows = rows[rows["actual_date"] >= rows["as_of"]]
-        rows = rows.sort_values(["as_of", "milestone_id"], kind="stable")
-        ctx.memo["reached"] = (rows, compute(ctx, rows, MILESTONE_FAMILIES))
-    return ctx.memo["reached"]
-
-
-def defect_risk(ctx: Context, data_hash: str = "") -> Dataset:
-    """Milestones whose first-pass acceptance is known; label ``first_pass_failed``."""
-    reached, reached_features = _reached_milestones(ctx)
-    judged = reached["first_pass_accepted"].notna().to_numpy()
-    rows = reached[judged].copy()
-    rows["first_pass_failed"] = (~rows["first_pass_accepted"].astype(bool)).astype("int8")
-    features = reached_features[judged]
-    return _finish(
-        "defect_risk",
-        ctx,
-        rows,
-        features,
-        id_columns=MILESTONE_IDS,
-        label_columns=["first_pass_failed"],
-        data_hash=data_hash,
-    )
-
-
-def delay(ctx: Context, data_hash: str = "") -> Dataset:
-    """Reached milestones; labels ``slip_days`` (actual - planned) and ``late`` (slip above the tolerance)."""
-    rows, features = _reached_milestones(ctx)
-    rows = rows.copy()
-    rows["slip_days"] = (rows["actual_date"] - rows["planned_date"]).dt.days.astype("float64")
-    rows["late"] = (rows["slip_days"] > ctx.settings.late_tolerance_days).astype("int8")
-    return _finish(
-        "delay", ctx, rows, features, id_columns=MILESTONE_IDS, label_columns=["slip_days", "late"], data_hash=data_hash
-    )
-
-
-def churn_gaps(tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Columns the churn target needs but the data lacks entirely."""
-    return [
-        f"{table}.{col}"
-        for table, cols in CHURN_NEEDS.items()
-        for col in cols
-        if col not in tables[table] or tables[table][col].isna().all()
-    ]
-
-
-def churn(ctx: Context, data_hash: str = "") -> Dataset:
-    """Clients at each labelled handover; label ``churned``: no new award in the window after ``actual_end``."""
-    tables = ctx.tables
-    gaps = churn_gaps(tables)
-    if gaps:
-        raise TargetUnavailable(f"churn needs {', '.join(gaps)}, which the data does not have")
-    projects = tables["projects"]
-    window = pd.Timedelta(days=ctx.settings.churn_window_days)
-    snapshot = latest_fact(tables)
-    rows = projects[projects["actual_end"].notna() & projects["client_id"].notna()].copy()
-    rows["as_of"] = rows["actual_end"]
-    rows = rows[rows["as_of"] + window <= snapshot]
-    rows["churned"] = (~_awarded_within(projects, rows, window)).astype("int8")
-    rows = rows.sort_values(["as_of", "project_id"], kind="stable")
-    features = compute(ctx, rows, PROJECT_FAMILIES)
-    return _finish(
-        "churn",
-        ctx,
-        rows,
-        features,
-        id_columns=["project_id", "client_id"],
-        label_columns=["churned"],
-        data_hash=data_hash,
-    )
-
-
-def _awarded_within(projects: pd.DataFrame, rows: pd.DataFrame, window: pd.Timedelta) -> np.ndarray:
-    """Whether each row's client was awarded a project in ``(as_of, as_of + window]``."""
-    awards = projects.loc[projects["client_id"].notna() & projects["awarded_on"].notna(), ["client_id", "awarded_on"]]
-    awards = awards.sort_values(["client_id", "awarded_on"])
-    clients = pd.Index(awards["client_id"].unique())
-    a_code = clients.get_indexer(awards["client_id"])
-    a_days = (awards["awarded_on"].to_numpy("datetime64[D]")).astype("int64")
-    keys = a_code * (1 << 32) + a_days  # sorted by (client, day)
-    r_code = clients.get_indexer(rows["client_id"])
-    r_days = rows["as_of"].to_numpy("datetime64[D]").astype("int64")
-    base = np.where(r_code >= 0, r_code, 0) * (1 << 32)
-    after = np.searchsorted(keys, base + r_days, side="right")
-    until = np.searchsorted(keys, base + r_days + window.days, side="right")
-    return (r_code >= 0) & (until > after)
-
-
-def build_all(data, settings: Settings) -> dict[str, BuildResult]:
-    """The three datasets from validated data; a target the data cannot label is reported, not raised."""
+def build_all(data, settings: Settings, targets: list[str] | None = None) -> dict[str, BuildResult]:
+    """Each target's dataset from validated data; a target the data cannot label is reported, not raised."""
     ctx = Context.build(data.tables, settings)
-    sources = [path for table in TABLES for path in table_files(data.data_dir, table)]
-    data_hash = files_fingerprint(sources) if sources else tables_fingerprint(data.tables)
+    data_hash = data_fingerprint(data)
     results: dict[str, BuildResult] = {}
-    for target, build in (("defect_risk", defect_risk), ("delay", delay), ("churn", churn)):
+    for name in targets or list(TARGETS):
         try:
-            results[target] = BuildResult(dataset=build(ctx, data_hash))
+            results[name] = BuildResult(dataset=build_dataset(name, ctx, data_hash))
         except TargetUnavailable as err:
-            results[target] = BuildResult(error=str(err))
+            results[name] = BuildResult(error=str(err))
     return results
 
 
@@ -305,10 +190,15 @@ def open_milestones(
     return MilestoneIndex(tables["milestones"]).open(as_of, project_ids, milestone_ids)
 
 
+def dataset_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Where a target's dataset lives: ``<name>.parquet`` and its ``<name>.json``."""
+    return out_dir / f"{name}.parquet", out_dir / f"{name}.json"
+
+
 def write_dataset(dataset: Dataset, out_dir: Path) -> Path:
     """``<target>.parquet`` and, beside it, ``<target>.json`` with the fingerprint, columns and parameters."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{dataset.target}.parquet"
+    path, meta_path = dataset_paths(out_dir, dataset.target)
     dataset.frame.to_parquet(path, index=False)
     meta = {
         **dataset.meta,
@@ -316,8 +206,31 @@ def write_dataset(dataset: Dataset, out_dir: Path) -> Path:
         "label_columns": dataset.label_columns,
         "categorical_columns": dataset.categorical_columns,
     }
-    (out_dir / f"{dataset.target}.json").write_text(json.dumps(meta, indent=2, default=str))
+    meta_path.write_text(json.dumps(meta, indent=2, default=str))
+    dataset.source = str(path)
     return path
+
+
+def read_dataset(out_dir: Path, name: str) -> Dataset:
+    """A dataset :func:`write_dataset` wrote (its categoricals come back as they were)."""
+    path, meta_path = dataset_paths(out_dir, name)
+    meta = json.loads(meta_path.read_text())
+    extra = ("id_columns", "label_columns", "categorical_columns")
+    core = {k: v for k, v in meta.items() if k not in extra}
+    frame = pd.read_parquet(path)
+    return Dataset(name, frame, meta["id_columns"], meta["label_columns"], core["feature_columns"], core, str(path))
+
+
+def reusable_dataset(out_dir: Path, spec: TargetSpec, settings: Settings, data_hash: str) -> Dataset | None:
+    """The dataset in ``out_dir`` if it was built from the same data with the same parameters, else None."""
+    path, meta_path = dataset_paths(out_dir, spec.name)
+    if not (path.exists() and meta_path.exists()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    expected = expected_meta(spec, settings, data_hash)
+    if any(meta.get(k) != v for k, v in expected.items()):
+        return None
+    return read_dataset(out_dir, spec.name)
 
 
 def now() -> pd.Timestamp:

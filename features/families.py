@@ -5,6 +5,10 @@
 so that training (thousands of historical rows) and serving (a project's open milestones now) call the very same
 functions. Every fact enters through an :class:`~features.pit.EventStream` at the time it became known, which is
 what keeps each family inside the point-in-time rule of DESIGN.md.
+
+Each family declares the features it computes (``@declares``, :mod:`features.registry`): name, unit, driver text,
+department, monotone direction per target, categorical and plan flags. :func:`compute_columns` checks that a family
+computes exactly the columns it declares.
 """
 
 from __future__ import annotations
@@ -17,10 +21,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eqsms.settings import Settings
 from features.pit import SECONDS_PER_DAY, Cursor, EventStream, Probe, ratio, to_seconds
-from features.settings import Settings
+from features.registry import (
+    COST,
+    CUSTOMER,
+    PLANNING,
+    QUALITY,
+    TECHNICAL,
+    Feature,
+    categorical_features,
+    declared_names,
+    declares,
+)
 
-CATEGORICAL = ("project_type", "region", "milestone_kind")
 Columns = dict[str, np.ndarray]  # feature name -> one value per row
 _WEEK = 7 * SECONDS_PER_DAY
 
@@ -193,6 +207,16 @@ class Query:
         return self._cursors[stream]
 
 
+@declares(
+    Feature("project_type", "category", "project type: {v}", PLANNING, categorical=True),
+    Feature("region", "category", "region: {v}", PLANNING, categorical=True),
+    Feature("contract_value", "money", "contract value {v:,.0f}", PLANNING),
+    Feature("planned_duration_days", "days", "planned duration {v:.0f} days", PLANNING),
+    Feature("days_since_start", "days", "{v:.0f} days since the planned start", PLANNING),
+    Feature("elapsed_share", "share", "{v:.0%} of the planned duration elapsed", PLANNING),
+    Feature("days_past_planned_end", "days", "{v:.0f} days past the planned end (negative: still ahead)", PLANNING),
+    Feature("days_since_award", "days", "{v:.0f} days since the award", PLANNING),
+)
 def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Project facts and progress: type, region, size, how far through its planned duration it is."""
     p = {name: values[q.project] for name, values in ctx.project_arrays.items()}
@@ -211,6 +235,13 @@ def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     }
 
 
+@declares(
+    Feature("milestone_kind", "category", "milestone kind: {v}", TECHNICAL, categorical=True),
+    Feature("milestone_sequence", "ordinal", "milestone number {v:.0f} in the plan", TECHNICAL),
+    Feature("milestones_in_plan", "count", "{v:.0f} milestones in the plan", TECHNICAL, plan=True),
+    Feature("milestone_share", "share", "{v:.0%} of the way through the milestone plan", TECHNICAL, plan=True),
+    Feature("days_to_milestone", "days", "{v:.0f} days to the planned milestone date", PLANNING),
+)
 def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""
     total = q.at("milestone_planned").group_size()
@@ -224,6 +255,61 @@ def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     }
 
 
+_DEFECT_UP = {"defect_risk": +1}  # more of it never lowers first-pass failure risk
+
+
+@declares(
+    Feature("inspections_{short}d", "count", "{v:.0f} inspections in the last {short} days", QUALITY),
+    Feature(
+        "inspections_failed_{short}d",
+        "count",
+        "{v:.0f} failed inspections in the last {short} days",
+        QUALITY,
+        monotone=_DEFECT_UP,
+    ),
+    Feature(
+        "inspection_fail_rate_{short}d", "share", "{v:.0%} of inspections failed in the last {short} days", QUALITY
+    ),
+    Feature("inspections_{long}d", "count", "{v:.0f} inspections in the last {long} days", QUALITY),
+    Feature(
+        "inspections_failed_{long}d",
+        "count",
+        "{v:.0f} failed inspections in the last {long} days",
+        QUALITY,
+        monotone=_DEFECT_UP,
+    ),
+    Feature("inspection_fail_rate_{long}d", "share", "{v:.0%} of inspections failed in the last {long} days", QUALITY),
+    Feature("inspections_to_date", "count", "{v:.0f} inspections to date", QUALITY),
+    Feature("inspections_failed_to_date", "count", "{v:.0f} failed inspections to date", QUALITY, monotone=_DEFECT_UP),
+    Feature("inspection_fail_rate_to_date", "share", "{v:.0%} of inspections failed to date", QUALITY),
+    Feature(
+        "inspection_conditional_rate_{long}d",
+        "share",
+        "{v:.0%} of inspections passed with conditions in {long} days",
+        QUALITY,
+    ),
+    Feature("defects_found_{short}d", "count", "{v:.0f} defects found in the last {short} days", QUALITY),
+    Feature(
+        "severe_findings_{short}d",
+        "count",
+        "{v:.0f} major or critical findings in the last {short} days",
+        QUALITY,
+        monotone=_DEFECT_UP,
+    ),
+    Feature("defects_found_{long}d", "count", "{v:.0f} defects found in the last {long} days", QUALITY),
+    Feature(
+        "severe_findings_{long}d",
+        "count",
+        "{v:.0f} major or critical findings in the last {long} days",
+        QUALITY,
+        monotone=_DEFECT_UP,
+    ),
+    Feature("defects_open", "count", "open defects: {v:.0f}", QUALITY, monotone=_DEFECT_UP),
+    Feature("inspections_open", "count", "{v:.0f} inspections with findings not closed", QUALITY),
+    Feature("max_severity_to_date", "score", "worst finding severity so far: {v:.0f} of 3", QUALITY),
+    Feature("days_to_close_mean", "days", "defects take {v:.1f} days to close on average", QUALITY),
+    Feature("days_since_failed_inspection", "days", "{v:.0f} days since the last failed inspection", QUALITY),
+)
 def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed."""
     found, closed = q.at("inspection"), q.at("inspection_closed")
@@ -246,6 +332,26 @@ def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     return out
 
 
+_SLIP_DOWN = {"delay": -1}  # a lower SPI never lowers the expected slip
+
+
+@declares(
+    Feature("resource_weeks_reported", "count", "{v:.0f} weeks of resource reports", COST),
+    Feature("labour_hours_ratio_to_date", "ratio", "labour hours at {v:.0%} of plan to date", COST),
+    Feature("overtime_share_to_date", "share", "overtime {v:.0%} of hours to date", COST),
+    Feature("late_delivery_share_to_date", "share", "{v:.0%} of deliveries late to date", COST),
+    Feature("spi_to_date", "index", "schedule performance index (SPI) {v:.2f} to date", COST, monotone=_SLIP_DOWN),
+    Feature("cpi_to_date", "index", "cost performance index (CPI) {v:.2f} to date", COST),
+    Feature("downtime_hours_to_date", "hours", "{v:.0f} hours of equipment downtime to date", COST),
+    Feature("labour_hours_ratio_recent", "ratio", "labour hours at {v:.0%} of plan in recent weeks", COST),
+    Feature("overtime_share_recent", "share", "overtime {v:.0%} of hours in recent weeks", COST),
+    Feature("late_delivery_share_recent", "share", "{v:.0%} of deliveries late in recent weeks", COST),
+    Feature(
+        "spi_recent", "index", "schedule performance index (SPI) {v:.2f} in recent weeks", COST, monotone=_SLIP_DOWN
+    ),
+    Feature("cpi_recent", "index", "cost performance index (CPI) {v:.2f} in recent weeks", COST),
+    Feature("downtime_hours_recent", "hours", "{v:.0f} hours of equipment downtime in recent weeks", COST),
+)
 def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Resources and earned value: productivity, overtime, late deliveries, SPI and CPI, downtime."""
     weeks = q.at("resource")
@@ -264,6 +370,27 @@ def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     return out
 
 
+_CHURN_UP = {"churn": +1}  # slower or missing answers never lower churn risk
+
+
+@declares(
+    Feature("complaints_{short}d", "count", "{v:.0f} client complaints in the last {short} days", CUSTOMER),
+    Feature("complaints_{long}d", "count", "{v:.0f} client complaints in the last {long} days", CUSTOMER),
+    Feature("complaints_to_date", "count", "{v:.0f} client complaints to date", CUSTOMER),
+    Feature("complaints_open", "count", "{v:.0f} complaints not resolved", CUSTOMER),
+    Feature(
+        "complaints_unanswered", "count", "{v:.0f} complaints without a first response", CUSTOMER, monotone=_CHURN_UP
+    ),
+    Feature("complaint_severity_mean", "score", "mean complaint severity {v:.1f} of 3", CUSTOMER),
+    Feature(
+        "complaint_response_hours_mean",
+        "hours",
+        "complaints answered in {v:.0f} hours on average",
+        CUSTOMER,
+        monotone=_CHURN_UP,
+    ),
+    Feature("complaints_escalated", "count", "{v:.0f} complaints escalated", CUSTOMER),
+)
 def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Complaints: how many, how many still open or unanswered, how fast they are answered, escalations."""
     received, answered, resolved = q.at("complaint"), q.at("complaint_response"), q.at("complaint_resolved")
@@ -281,6 +408,15 @@ def complaint_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     }
 
 
+@declares(
+    Feature("surveys_to_date", "count", "{v:.0f} satisfaction surveys", CUSTOMER),
+    Feature("csat_latest", "score", "latest CSAT {v:.1f} of 5", CUSTOMER),
+    Feature("csat_trend", "score", "CSAT changed by {v:+.1f} since the survey before", CUSTOMER),
+    Feature("csat_mean", "score", "mean CSAT {v:.1f} of 5 so far", CUSTOMER),
+    Feature("nps_latest", "score", "latest likelihood to recommend {v:.0f} of 10", CUSTOMER),
+    Feature("nps_trend", "score", "likelihood to recommend changed by {v:+.0f} since the survey before", CUSTOMER),
+    Feature("nps_mean", "score", "mean likelihood to recommend {v:.1f} of 10 so far", CUSTOMER),
+)
 def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Client surveys: latest CSAT and NPS, their trend since the survey before, and their mean so far."""
     surveys = q.at("survey")
@@ -293,6 +429,16 @@ def survey_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     return out
 
 
+@declares(
+    Feature("milestones_done", "count", "{v:.0f} milestones reached", TECHNICAL),
+    Feature("milestones_behind_plan", "count", "{v:.0f} milestones behind plan", TECHNICAL),
+    Feature("prior_slip_mean_days", "days", "earlier milestones slipped {v:.0f} days on average", TECHNICAL),
+    Feature("prior_slip_last_days", "days", "the last milestone slipped {v:.0f} days", TECHNICAL),
+    Feature("prior_first_pass_failures", "count", "{v:.0f} earlier milestones failed first-pass acceptance", QUALITY),
+    Feature(
+        "prior_first_pass_fail_rate", "share", "{v:.0%} of earlier milestones failed first-pass acceptance", QUALITY
+    ),
+)
 def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """This project's earlier milestones known at as_of: their slips and first-pass results."""
     done = q.at("milestone_done")
@@ -307,6 +453,14 @@ def milestone_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Co
     }
 
 
+@declares(
+    Feature(
+        "firm_kind_first_pass_fail_rate",
+        "share",
+        "{v:.0%} of this kind of milestone failed first-pass acceptance firm-wide",
+        QUALITY,
+    ),
+)
 def kind_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """How this kind of milestone has fared across the firm so far (every project's milestones of the kind whose
     acceptance was known before as_of): what carries to a project with little history of its own.
@@ -319,6 +473,18 @@ def kind_history_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns
     return {"firm_kind_first_pass_fail_rate": ratio(done.total("failed"), done.total("judged"))}
 
 
+@declares(
+    Feature("client_projects_awarded", "count", "the client has awarded {v:.0f} projects", CUSTOMER),
+    Feature("client_projects_completed", "count", "{v:.0f} of the client's projects handed over", CUSTOMER),
+    Feature(
+        "client_delay_mean_days",
+        "days",
+        "the client's earlier projects finished {v:.0f} days late on average",
+        CUSTOMER,
+    ),
+    Feature("client_complaints_to_date", "count", "{v:.0f} complaints from this client across projects", CUSTOMER),
+    Feature("client_tenure_days", "days", "client for {v:.0f} days", CUSTOMER),
+)
 def client_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The client's history with the firm: projects awarded and handed over, their delays, complaints."""
     award, handover = q.at("client_award"), q.at("client_handover")
@@ -349,18 +515,31 @@ MILESTONE_FAMILIES: tuple[Family, ...] = (*MILESTONE_OWN_FAMILIES, *PROJECT_FAMI
 
 
 def compute_columns(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> Columns:
-    """All features of ``rows`` (which need project_id and as_of) as arrays: what serving scores directly."""
+    """All features of ``rows`` (which need project_id and as_of) as arrays: what serving scores directly.
+
+    Each family must compute exactly the features it declares, in the declared order (an error otherwise).
+    """
     q = Query(ctx, rows)
     out: Columns = {}
     for family in families:
-        out.update(family(ctx, rows, q))
+        columns = family(ctx, rows, q)
+        declared = declared_names(family, ctx.settings)
+        if tuple(columns) != declared:
+            undeclared = [c for c in columns if c not in declared]
+            missing = [c for c in declared if c not in columns]
+            raise RuntimeError(
+                f"{family.__name__} computes what it does not declare (@declares, features.registry): "
+                f"undeclared {undeclared}, declared but not computed {missing}"
+                + ("" if undeclared or missing else ", or in another order")
+            )
+        out.update(columns)
     return out
 
 
 def compute(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
     """All features of ``rows`` as a frame aligned with them, categoricals as pandas categories."""
     frame = pd.DataFrame(compute_columns(ctx, rows, families), index=rows.index)
-    for col in CATEGORICAL:
+    for col in categorical_features(ctx.settings, families):
         if col in frame:
             frame[col] = frame[col].astype("category")
     return frame

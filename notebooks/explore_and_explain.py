@@ -18,7 +18,7 @@
 # It only calls the project's own functions (`features/`, `training/`, `serving/`), so what you see here is what
 # the pipeline and the service do. Nothing in the pipeline depends on this notebook.
 #
-# Everything comes from the settings object (`features/settings.py`): set `EQSMS_DATA_DIR` to your folder of
+# Everything comes from the settings object (`eqsms/settings.py`): set `EQSMS_DATA_DIR` to your folder of
 # exports and `EQSMS_WORK_DIR` to where models and outputs should go before starting Jupyter. Without them the
 # notebook reads the generated sample world in `data_samples/world` (300 projects) and writes to `eqsms_work/`.
 
@@ -31,9 +31,9 @@ import mlflow
 import pandas as pd
 from IPython.display import Image, display
 
+from eqsms.settings import REPO_ROOT, Settings
 from features.datasets import TARGETS, latest_fact, project_milestone_features
 from features.families import Context
-from features.settings import REPO_ROOT, Settings
 from features.validate import load
 from serving.drivers import top_drivers
 from training import report, tracking

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.settings import REPO_ROOT, Settings
+from eqsms.settings import REPO_ROOT, Settings
+from features.targets import TARGETS
 from serving.runtime import CHAMPION, NotReady
-from serving.schemas import MODELS
 
 BENTOFILE = REPO_ROOT / "bentofile.yaml"
 
@@ -61,7 +61,7 @@ def import_champions(settings: Settings) -> list:
     from training.tracking import configure
 
     client = configure(settings)
-    return [import_champion(client, name, settings.tracking_uri) for name in MODELS]
+    return [import_champion(client, name, settings.tracking_uri) for name in TARGETS]
 
 
 def build_bento():

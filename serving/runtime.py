@@ -13,16 +13,52 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.datasets import TARGETS, MilestoneIndex, churn_columns, latest_fact, milestone_columns, now
+from eqsms.settings import Settings
+from features.contract import latest_fact
+from features.datasets import MilestoneIndex, churn_columns, milestone_columns, now
 from features.families import Columns, Context
 from features.io import ContractError
 from features.pit import to_seconds
-from features.settings import Settings
+from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, TargetSpec, of_scope, target
 from features.validate import load
+from serving import schemas
 from serving.drivers import top_drivers
 from training.bundle import ModelBundle
 
 CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """Where a loaded model came from: its registry name, version and alias, its run and when it was trained."""
+
+    name: str
+    version: str
+    alias: str = CHAMPION
+    run_id: str | None = None
+    trained_at: str | None = None
+
+
+def model_info(champion: Champion, bundle: ModelBundle) -> schemas.ModelInfo:
+    """What ``/v1/models`` says of a model: its registry facts, its target, its data, its test metrics, its
+    features as the registry declares them. The one place this is written."""
+    meta, spec = bundle.meta, target(champion.name)
+    return schemas.ModelInfo(
+        **vars(champion),
+        kind=spec.kind,
+        purpose=spec.purpose,
+        data_window=meta.get("windows", {}),
+        rows=meta.get("rows", {}),
+        test_metrics=meta.get("test_metrics", {}),
+        features=bundle.features,
+        categorical_features=bundle.categorical,
+        feature_details=feature_details(bundle, spec),
+    )
+
+
+def feature_details(bundle: ModelBundle, spec: TargetSpec) -> list[schemas.FeatureInfo]:
+    """Each of the model's features as the feature registry declares it (with the windows it was trained with)."""
+    return [schemas.FeatureInfo(name=name) for name in bundle.features]
 
 
 class NotReady(Exception):
@@ -60,12 +96,48 @@ class Scored:
     drivers: list[list[dict]]
 
 
+def probability_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings: Settings) -> list:
+    """A classifier's answer per row: the calibrated probability, its level and the drivers."""
+    p = scored.outputs["probability"]
+    levels = _level(p, settings.risk_levels[spec.name])
+    return [
+        schemas.ProbabilityRisk(probability=float(p[i]), level=levels[i], drivers=scored.drivers[i])
+        for i in range(len(p))
+    ]
+
+
+def slip_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings: Settings) -> list:
+    """A slip model's answer per row: the expected slip, the range and its coverage, P(late) and the drivers."""
+    out = scored.outputs
+    coverage, tolerance = bundle.meta.get("interval_coverage"), settings.late_tolerance_days
+    return [
+        schemas.SlipRisk(
+            expected_slip_days=float(out["expected_slip_days"][i]),
+            range_days=[float(out["lower_days"][i]), float(out["upper_days"][i])],
+            range_coverage=coverage,
+            late_probability=float(out["late_probability"][i]),
+            late_tolerance_days=tolerance,
+            drivers=scored.drivers[i],
+        )
+        for i in range(len(out["expected_slip_days"]))
+    ]
+
+
+ANSWERS = {CLASSIFIER: probability_answers, SLIP: slip_answers}  # a kind's answer, as the response models say
+
+
 class Engine:
-    def __init__(self, settings: Settings, tables: dict[str, pd.DataFrame], bundles: dict[str, ModelBundle], info):
+    def __init__(
+        self,
+        settings: Settings,
+        tables: dict[str, pd.DataFrame],
+        bundles: dict[str, ModelBundle],
+        champions: dict[str, Champion],
+    ):
         self.settings = settings
         self.tables = tables
         self.bundles = bundles
-        self.info = info  # name -> registry facts (version, alias, run id, created)
+        self.info = {name: model_info(champions[name], bundle) for name, bundle in bundles.items()}
         self.ctx = Context.build(tables, settings)
         self.projects = tables["projects"].set_index("project_id", drop=False)
         milestones = tables["milestones"]
@@ -77,7 +149,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------------ start-up
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
-        """Load the validated data folder and the three @champion models, or say what is missing."""
+        """Load the validated data folder and every target's @champion model, or say what is missing."""
         from training.tracking import alias_version, configure, load_bundle
 
         tables = load_tables(settings)
@@ -89,18 +161,13 @@ class Engine:
                 f"no @{CHAMPION} model for {', '.join(missing)} in the MLflow store {settings.tracking_uri}.\n"
                 "Create them with `eqsms train --promote` (or point MLFLOW_TRACKING_URI at the store that has them)."
             )
-        bundles, info = {}, {}
+        bundles, champions = {}, {}
         for name, version in versions.items():
             bundles[name] = load_bundle(f"models:/{name}/{version}")
             mv = client.get_model_version(name, version)
-            info[name] = {
-                "name": name,
-                "version": str(version),
-                "alias": CHAMPION,
-                "run_id": mv.run_id,
-                "trained_at": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
-            }
-        return cls(settings, tables, bundles, info)
+            trained_at = pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat()
+            champions[name] = Champion(name, str(version), CHAMPION, mv.run_id, trained_at)
+        return cls(settings, tables, bundles, champions)
 
     # ------------------------------------------------------------------------------------------------- scoring
     def _score(self, name: str, columns: Columns, top_k: int) -> Scored:
@@ -114,47 +181,33 @@ class Engine:
         # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
         # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
         contrib = bundle.contributions(frame)
-        drivers = top_drivers(contrib, bundle.features, columns, name, top_k)
+        spec = target(name)
+        drivers = top_drivers(contrib, bundle.features, columns, spec.outcome, spec.unit, top_k)
         return Scored(outputs, drivers)
 
-    def _milestone_answers(self, rows: pd.DataFrame, features: Columns, top_k: int) -> list[dict]:
-        defect, delay = self._score("defect_risk", features, top_k), self._score("delay", features, top_k)
-        p = defect.outputs["probability"]
-        levels = _level(p, self.settings.risk_levels["defect_risk"])
-        coverage = self.bundles["delay"].meta.get("interval_coverage")
-        out = []
-        for i, (milestone_id, kind, planned) in enumerate(
-            zip(rows["milestone_id"], rows["kind"], rows["planned_date"], strict=True)
-        ):
-            out.append(
-                {
-                    "milestone_id": milestone_id,
-                    "kind": kind,
-                    "planned_date": planned.date().isoformat(),
-                    "defect_risk": {"probability": float(p[i]), "level": levels[i], "drivers": defect.drivers[i]},
-                    "delay": {
-                        "expected_slip_days": float(delay.outputs["expected_slip_days"][i]),
-                        "range_days": [float(delay.outputs["lower_days"][i]), float(delay.outputs["upper_days"][i])],
-                        "range_coverage": coverage,
-                        "late_probability": float(delay.outputs["late_probability"][i]),
-                        "late_tolerance_days": self.settings.late_tolerance_days,
-                        "drivers": delay.drivers[i],
-                    },
-                }
+    def _answers(self, scope: str, columns: Columns, top_k: int) -> dict[str, list]:
+        """Each target of ``scope`` answered for every row of ``columns``: target name -> one answer a row."""
+        return {
+            spec.name: ANSWERS[spec.kind](
+                spec, self._score(spec.name, columns, top_k), self.bundles[spec.name], self.settings
             )
-        return out
+            for spec in of_scope(scope)
+        }
 
     # ---------------------------------------------------------------------------------------------- validation
-    def check_projects(self, project_ids: list[str], field: str = "project_id") -> None:
-        unknown = [p for p in project_ids if p not in self.projects.index]
-        if unknown:
+    def check_projects(self, project_ids: list[str], field: str = "project_id") -> np.ndarray:
+        """The projects' codes, or a 404 naming the ids the data does not have."""
+        codes = self.ctx.code(pd.Series(project_ids, dtype="str"))
+        if (codes < 0).any():
+            unknown = [p for p, c in zip(project_ids, codes, strict=True) if c < 0]
             raise RequestError(field, f"unknown project id(s): {', '.join(map(str, unknown[:10]))}", 404)
+        return codes
 
-    def resolve_as_of(self, as_of, project_ids: list[str]) -> pd.Timestamp:
+    def resolve_as_of(self, as_of, project_ids: list[str], codes: np.ndarray) -> pd.Timestamp:
+        """``as_of`` (default now) as a naive UTC time, or a 400 if it is before a project's planned start."""
         t = now() if as_of is None else pd.Timestamp(as_of)
         if t.tzinfo is not None:
             t = t.tz_convert("UTC").tz_localize(None)
-        codes = self.ctx.code(pd.Series(project_ids, dtype="str"))
         starts = self.ctx.project_arrays["planned_start"][codes]
         early = np.flatnonzero(starts > to_seconds(np.array([t]))[0])
         if len(early):
@@ -171,27 +224,35 @@ class Engine:
         milestone_ids: list[str] | None = None,
         top_k: int = 5,
         field: str = "project_id",
-    ) -> list[dict]:
-        """Each project's open milestones at ``as_of`` (all, or the given ids) with defect and delay risk, and
-        its client's churn risk, in one vectorised pass over all the projects."""
-        self.check_projects(project_ids, field)
-        t = self.resolve_as_of(as_of, project_ids)
+    ) -> list[schemas.ProjectRisk]:
+        """Each project's open milestones at ``as_of`` (all, or the given ids) with every milestone target's
+        answer, and every client target's answer, in one vectorised pass over all the projects."""
+        t = self.resolve_as_of(as_of, project_ids, self.check_projects(project_ids, field))
         rows = self._open_milestones(project_ids, t, milestone_ids)
         project_columns = churn_columns(self.ctx, pd.DataFrame({"project_id": project_ids, "as_of": t}))
-        churn = self._churn(project_columns, top_k)
-        features = milestone_columns(self.ctx, rows, project_columns) if len(rows) else {}
-        milestones = self._milestone_answers(rows, features, top_k) if len(rows) else []
-        by_project: dict[str, list[dict]] = {p: [] for p in project_ids}
-        for project_id, answer in zip(rows["project_id"], milestones, strict=True):
-            by_project[project_id].append(answer)
+        client = self._answers(CLIENT, project_columns, top_k)
+        by_project: dict[str, list] = {p: [] for p in project_ids}
+        if len(rows):
+            answers = self._answers(MILESTONE, milestone_columns(self.ctx, rows, project_columns), top_k)
+            for i, (milestone_id, project_id, kind, planned) in enumerate(
+                zip(rows["milestone_id"], rows["project_id"], rows["kind"], rows["planned_date"], strict=True)
+            ):
+                by_project[project_id].append(
+                    schemas.MilestoneRisk(
+                        milestone_id=milestone_id,
+                        kind=kind,
+                        planned_date=planned.date(),
+                        **{name: answer[i] for name, answer in answers.items()},
+                    )
+                )
         return [
-            {
-                "project_id": p,
-                "client_id": self._client(p),
-                "as_of": t.isoformat(),
-                "milestones": by_project[p],
-                "churn": churn[i],
-            }
+            schemas.ProjectRisk(
+                project_id=p,
+                client_id=self._client(p),
+                as_of=t,
+                milestones=by_project[p],
+                **{name: answer[i] for name, answer in client.items()},
+            )
             for i, p in enumerate(project_ids)
         ]
 
@@ -206,12 +267,6 @@ class Engine:
     def _client(self, project_id: str):
         client = self.projects.at[project_id, "client_id"]
         return None if pd.isna(client) else client
-
-    def _churn(self, project_columns: Columns, top_k: int) -> list[dict]:
-        scored = self._score("churn", project_columns, top_k)
-        p = scored.outputs["probability"]
-        levels = _level(p, self.settings.risk_levels["churn"])
-        return [{"probability": float(p[i]), "level": levels[i], "drivers": scored.drivers[i]} for i in range(len(p))]
 
     def _check_milestones(self, milestone_ids: list[str], project_ids: list[str]) -> None:
         found = self.milestones.iloc[self.milestone_ids.get_indexer(milestone_ids)]
@@ -228,17 +283,15 @@ class Engine:
         """Projects without a handover date: what a dashboard means by 'all open projects'."""
         return self.projects.index[self.projects["actual_end"].isna()].tolist()
 
-    def freshness(self, as_of: pd.Timestamp) -> dict:
+    def freshness(self, as_of: pd.Timestamp) -> schemas.Freshness:
         latest = self.latest_fact
-        return {
-            "latest_fact": latest.isoformat() if latest is not None else None,
-            "days_since_latest_fact": round((as_of - latest) / pd.Timedelta(days=1), 2) if latest is not None else None,
-        }
+        days = round((as_of - latest) / pd.Timedelta(days=1), 2) if latest is not None else None
+        return schemas.Freshness(latest_fact=latest, days_since_latest_fact=days)
 
     def versions(self) -> dict[str, str]:
-        return {name: info["version"] for name, info in self.info.items()}
+        return {name: info.version for name, info in self.info.items()}
 
-    def predict(self, model: str, rows: list[dict], top_k: int = 5) -> dict:
+    def predict(self, model: str, rows: list[dict], top_k: int = 5) -> schemas.PredictResponse:
         """Predictions and drivers for feature rows the caller supplies; missing features are allowed, unknown
         categories and values far outside the training range are scored but flagged."""
         if model not in self.bundles:
@@ -261,14 +314,14 @@ class Engine:
         flags = self._flags(bundle, X)
         scored = self._score(model, {col: X[col].to_numpy() for col in X.columns}, top_k)
         keys = list(scored.outputs)
-        return {
-            "model": model,
-            "version": self.info[model]["version"],
-            "predictions": [
+        return schemas.PredictResponse(
+            model=model,
+            version=self.info[model].version,
+            predictions=[
                 {**{k: float(scored.outputs[k][i]) for k in keys}, "drivers": scored.drivers[i]} for i in range(len(X))
             ],
-            "flags": flags,
-        }
+            flags=flags,
+        )
 
     def _flags(self, bundle: ModelBundle, X: pd.DataFrame) -> list[dict]:
         flags = []
@@ -293,63 +346,49 @@ class Engine:
                 )
         return flags
 
-    def whatif(self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None) -> dict:
-        """All three predictions for one open milestone before and after changing some features."""
-        self.check_projects([project_id])
-        t = self.resolve_as_of(as_of, [project_id])
+    def whatif(
+        self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None
+    ) -> schemas.WhatIfResponse:
+        """Every target's prediction for one open milestone before and after changing some features."""
+        t = self.resolve_as_of(as_of, [project_id], self.check_projects([project_id]))
         self._check_milestones([milestone_id], [project_id])
         row = self.milestones[self.milestones["milestone_id"] == milestone_id].assign(as_of=t)
         if (row["actual_date"] < t).any():
             raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")
-        features = milestone_columns(self.ctx, row)
-        churn = churn_columns(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t}))
-        allowed = set(features) | set(churn)
+        columns = {
+            MILESTONE: milestone_columns(self.ctx, row),
+            CLIENT: churn_columns(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t})),
+        }
+        allowed = set(columns[MILESTONE]) | set(columns[CLIENT])
         for key, value in changes.items():
             if key not in allowed:
                 raise RequestError(f"changes.{key}", "not a feature; see GET /v1/models for the feature names")
             if not _is_number(value):
                 raise RequestError(f"changes.{key}", f"must be a number, got {value!r}")
-        before = self._three(features, churn)
+        before = self._outputs(columns)
         changed = {k: np.array([np.nan if v is None else float(v)]) for k, v in changes.items()}
-        after = self._three(
-            {**features, **{k: v for k, v in changed.items() if k in features}},
-            {**churn, **{k: v for k, v in changed.items() if k in churn}},
+        after = self._outputs(
+            {scope: {**cols, **{k: v for k, v in changed.items() if k in cols}} for scope, cols in columns.items()}
         )
+        return schemas.WhatIfResponse(
+            project_id=project_id,
+            milestone_id=milestone_id,
+            as_of=t,
+            changes=changes,
+            before=before,
+            after=after,
+            difference={m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before},
+        )
+
+    def _outputs(self, columns: dict[str, Columns]) -> dict[str, dict[str, float]]:
+        """Every target's outputs (no drivers) for the one row of its scope's columns."""
         return {
-            "project_id": project_id,
-            "milestone_id": milestone_id,
-            "as_of": t.isoformat(),
-            "changes": changes,
-            "before": before,
-            "after": after,
-            "difference": {m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before},
+            spec.name: {k: float(v[0]) for k, v in self._score(spec.name, columns[spec.scope], 0).outputs.items()}
+            for spec in TARGETS.values()
         }
 
-    def _three(self, features: Columns, churn: Columns) -> dict[str, dict[str, float]]:
-        defect = self._score("defect_risk", features, 0).outputs
-        delay = self._score("delay", features, 0).outputs
-        client = self._score("churn", churn, 0).outputs
-        return {
-            "defect_risk": {"probability": float(defect["probability"][0])},
-            "delay": {k: float(v[0]) for k, v in delay.items()},
-            "churn": {"probability": float(client["probability"][0])},
-        }
-
-    def models(self) -> list[dict]:
-        out = []
-        for name, bundle in self.bundles.items():
-            meta = bundle.meta
-            out.append(
-                {
-                    **self.info[name],
-                    "data_window": meta.get("windows", {}),
-                    "rows": meta.get("rows", {}),
-                    "test_metrics": meta.get("test_metrics", {}),
-                    "features": bundle.features,
-                    "categorical_features": bundle.categorical,
-                }
-            )
-        return out
+    def models(self) -> list[schemas.ModelInfo]:
+        return list(self.info.values())
 
 
 def _is_number(value) -> bool:

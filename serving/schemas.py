@@ -1,19 +1,24 @@
 """Request and response models of the HTTP API, with the examples shown on the OpenAPI page (``/docs.json``, ``/``).
 
 Requests forbid unknown keys, so a misspelt field is a 400 that names it rather than a silently ignored option.
-Responses mirror what :class:`serving.runtime.Engine` returns; drivers may carry extra keys.
+The engine (:class:`serving.runtime.Engine`) builds the response models directly: the contract is stated here once.
+A target's answer is a field named after it, built from the target specs (``features.targets``): a milestone
+target's under each milestone, a client target's once per project; its shape is its kind's (a probability with a
+level, or a slip with a range).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-MODELS = ("defect_risk", "delay", "churn")
+from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, of_scope
+
+MODELS = tuple(TARGETS)
 Level = Literal["low", "medium", "high"]
-ModelName = Literal["defect_risk", "delay", "churn"]
+ModelName = Literal[MODELS]
 
 AS_OF = (
     "the time to score at (ISO date or timestamp; a timezone is converted to UTC); facts after it are not seen. "
@@ -60,7 +65,7 @@ class BatchRequest(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = _request(
-        {"model": "defect_risk", "rows": [{"inspections_failed_30d": 3, "defects_open": 7, "milestone_kind": "mep"}]}
+        {"model": MODELS[0], "rows": [{"inspections_failed_30d": 3, "defects_open": 7, "milestone_kind": "mep"}]}
     )
 
     model: ModelName = Field(description="which champion model scores the rows")
@@ -99,13 +104,21 @@ class Driver(BaseModel):
     unit: str
 
 
-class DefectRisk(BaseModel):
-    probability: float = Field(description="calibrated probability that first-pass acceptance fails")
+class ProbabilityRisk(BaseModel):
+    """A classifier target's answer."""
+
+    probability: float = Field(description="calibrated probability of the target's event")
     level: Level
     drivers: list[Driver]
 
+    def said(self, name: str) -> str:
+        """The answer in a few words, for a terminal."""
+        return f"{name} {self.probability:.0%} ({self.level})"
 
-class DelayRisk(BaseModel):
+
+class SlipRisk(BaseModel):
+    """A slip target's answer."""
+
     expected_slip_days: float
     range_days: list[float] = Field(description="[lower, upper] slip in days")
     range_coverage: float | None = Field(description="nominal share of milestones whose slip falls in the range")
@@ -113,35 +126,69 @@ class DelayRisk(BaseModel):
     late_tolerance_days: float
     drivers: list[Driver]
 
-
-class ChurnRisk(BaseModel):
-    probability: float = Field(description="calibrated probability that the client awards no new project")
-    level: Level
-    drivers: list[Driver]
-
-
-class MilestoneRisk(BaseModel):
-    milestone_id: str
-    kind: str | None
-    planned_date: str | None
-    defect_risk: DefectRisk
-    delay: DelayRisk
+    def said(self, name: str) -> str:
+        """The answer in a few words, for a terminal."""
+        lo, hi = self.range_days
+        return f"{name} {self.expected_slip_days:.0f} days [{lo:.0f}, {hi:.0f}], late {self.late_probability:.0%}"
 
 
-class ProjectRisk(BaseModel):
-    project_id: str
-    client_id: str | None
-    as_of: str = Field(description="the time the rows were scored at (UTC)")
-    milestones: list[MilestoneRisk]
-    churn: ChurnRisk
+ANSWER: dict[str, type[BaseModel]] = {CLASSIFIER: ProbabilityRisk, SLIP: SlipRisk}
+
+
+def _answers(scope: str) -> dict[str, Any]:
+    """One field a target of ``scope``: its answer model, described by the target's purpose."""
+    return {spec.name: (ANSWER[spec.kind], Field(description=spec.purpose)) for spec in of_scope(scope)}
+
+
+MilestoneRisk = create_model(
+    "MilestoneRisk",
+    milestone_id=(str, ...),
+    kind=(str | None, ...),
+    planned_date=(date | None, ...),
+    **_answers(MILESTONE),
+)
+ProjectRisk = create_model(
+    "ProjectRisk",
+    project_id=(str, ...),
+    client_id=(str | None, ...),
+    as_of=(datetime, Field(description="the time the rows were scored at (UTC)")),
+    milestones=(list[MilestoneRisk], ...),
+    **_answers(CLIENT),
+)
 
 
 class Freshness(BaseModel):
-    latest_fact: str | None = Field(description="the latest fact in the data folder")
+    latest_fact: datetime | None = Field(description="the latest fact in the data folder")
     days_since_latest_fact: float | None = Field(description="as_of minus latest_fact, in days")
 
 
-class RiskResponse(ProjectRisk):
+_DRIVER_EXAMPLE = {
+    "feature": "inspections_failed_30d",
+    "value": 3.0,
+    "text": "3 failed inspections in the last 30 days (quality) pushed first-pass failure risk up",
+    "department": "quality",
+    "direction": "up",
+    "contribution": 0.41,
+    "unit": "log-odds",
+}
+_ANSWER_EXAMPLE = {
+    CLASSIFIER: {"probability": 0.21, "level": "medium", "drivers": [_DRIVER_EXAMPLE]},
+    SLIP: {
+        "expected_slip_days": 38.2,
+        "range_days": [12.5, 71.0],
+        "range_coverage": 0.8,
+        "late_probability": 0.83,
+        "late_tolerance_days": 7.0,
+        "drivers": [],
+    },
+}
+
+
+def _examples(scope: str) -> dict[str, dict]:
+    return {spec.name: _ANSWER_EXAMPLE[spec.kind] for spec in of_scope(scope)}
+
+
+class RiskResponse(ProjectRisk):  # type: ignore[misc, valid-type]
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -153,34 +200,11 @@ class RiskResponse(ProjectRisk):
                         "milestone_id": "M000777",
                         "kind": "fit_out",
                         "planned_date": "2023-04-20",
-                        "defect_risk": {
-                            "probability": 0.21,
-                            "level": "medium",
-                            "drivers": [
-                                {
-                                    "feature": "inspections_failed_30d",
-                                    "value": 3.0,
-                                    "text": "3 failed inspections in the last 30 days (quality) pushed first-pass "
-                                    "failure risk up",
-                                    "department": "quality",
-                                    "direction": "up",
-                                    "contribution": 0.41,
-                                    "unit": "log-odds",
-                                }
-                            ],
-                        },
-                        "delay": {
-                            "expected_slip_days": 38.2,
-                            "range_days": [12.5, 71.0],
-                            "range_coverage": 0.8,
-                            "late_probability": 0.83,
-                            "late_tolerance_days": 7.0,
-                            "drivers": [],
-                        },
+                        **_examples(MILESTONE),
                     }
                 ],
-                "churn": {"probability": 0.12, "level": "low", "drivers": []},
-                "model_versions": {"defect_risk": "3", "delay": "2", "churn": "1"},
+                **_examples(CLIENT),
+                "model_versions": {name: "1" for name in MODELS},
                 "data_freshness": {"latest_fact": "2023-11-22T21:24:00", "days_since_latest_fact": -174.9},
             }
         }
@@ -199,11 +223,11 @@ class BatchResponse(BaseModel):
 class Prediction(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    probability: float | None = Field(None, description="defect_risk, churn")
-    expected_slip_days: float | None = Field(None, description="delay")
-    lower_days: float | None = Field(None, description="delay: the range")
+    probability: float | None = Field(None, description="a classifier target")
+    expected_slip_days: float | None = Field(None, description="a slip target")
+    lower_days: float | None = Field(None, description="a slip target: the range")
     upper_days: float | None = None
-    late_probability: float | None = Field(None, description="delay")
+    late_probability: float | None = Field(None, description="a slip target")
     drivers: list[Driver]
 
 
@@ -232,26 +256,40 @@ class PredictResponse(BaseModel):
 class WhatIfResponse(BaseModel):
     project_id: str
     milestone_id: str
-    as_of: str
+    as_of: datetime
     changes: dict[str, float]
     before: dict[str, dict[str, float]] = Field(description="model -> output -> value, as the data stands")
     after: dict[str, dict[str, float]] = Field(description="the same with the changes applied")
     difference: dict[str, dict[str, float]] = Field(description="after minus before")
 
 
+class FeatureInfo(BaseModel):
+    """A feature as the registry declares it (``features.registry``); undeclared features have the name alone."""
+
+    name: str
+    unit: str | None = None
+    department: str | None = None
+    description: str | None = None
+    monotone: int = Field(0, description="+1: the prediction never falls as it rises; -1: never rises; 0: free")
+    categorical: bool = False
+
+
 class ModelInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     name: str
     version: str
     alias: str
     run_id: str | None = None
     trained_at: str | None = None
+    kind: str = Field(description="classifier (a probability) or slip (days, a range, P(late))")
+    purpose: str = Field(description="what the model predicts")
     data_window: dict[str, Any] = Field(default_factory=dict)
     rows: dict[str, Any] = Field(default_factory=dict)
     test_metrics: dict[str, Any] = Field(default_factory=dict)
     features: list[str]
     categorical_features: list[str]
+    feature_details: list[FeatureInfo] = Field(default_factory=list)
 
 
 class ModelsResponse(BaseModel):

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import bentoml
-import pandas as pd
+import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.settings import Settings, get_settings
-from serving import schemas
-from serving.runtime import CHAMPION, Engine, NotReady, RequestError, load_tables
+from eqsms.settings import Settings, get_settings
+from serving import SERVICE_NAME, schemas
+from serving.runtime import CHAMPION, Champion, Engine, NotReady, RequestError, load_tables
 
 logger = logging.getLogger("bentoml.service.eqsms")
 M = TypeVar("M", bound=BaseModel)
@@ -47,7 +47,7 @@ def engine_from_bento(settings: Settings) -> Engine:
     from training.bundle import ModelBundle
 
     pinned = {m.tag.name: m.tag for m in RiskService.bento.info.all_models}
-    bundles, info = {}, {}
+    bundles, champions = {}, {}
     for name in schemas.MODELS:
         try:
             model = bentoml.models.get(pinned[name])
@@ -55,14 +55,9 @@ def engine_from_bento(settings: Settings) -> Engine:
             raise NotReady(f"the bento has no model '{name}'. Rebuild it with `eqsms package`.") from err
         bundles[name] = ModelBundle.from_model_dir(Path(model.path_of(BENTO_MODEL_FOLDER)))
         meta = model.info.metadata
-        info[name] = {
-            "name": name,
-            "version": str(meta.get("version", model.tag.version)),
-            "alias": str(meta.get("alias", CHAMPION)),
-            "run_id": meta.get("run_id"),
-            "trained_at": meta.get("trained_at"),
-        }
-    return Engine(settings, load_tables(settings), bundles, info)
+        version, alias = str(meta.get("version", model.tag.version)), str(meta.get("alias", CHAMPION))
+        champions[name] = Champion(name, version, alias, meta.get("run_id"), meta.get("trained_at"))
+    return Engine(settings, load_tables(settings), bundles, champions)
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -154,11 +149,11 @@ async def _send_rewritten(send, start: dict, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def answer(model: type[M], compute: Callable[[], dict], fields: dict[str, str] | None = None) -> M | JSONResponse:
-    """The engine's answer as a response model, or a 4xx naming the field when the request cannot be answered
-    (``fields`` renames the engine's field to the request's where they differ)."""
+def answer(compute: Callable[[], M], fields: dict[str, str] | None = None) -> M | JSONResponse:
+    """The engine's answer (a response model already), or a 4xx naming the field when the request cannot be
+    answered (``fields`` renames the engine's field to the request's where they differ)."""
     try:
-        return model.model_validate(compute())
+        return compute()
     except RequestError as err:
         return error_response((fields or {}).get(err.field, err.field), err.message, err.status)
 
@@ -174,8 +169,7 @@ v1_get = Starlette(routes=[Route("/models", models_get, methods=["GET"])])
 
 # ----------------------------------------------------------------------------------------------------- service
 @bentoml.service(
-    name="eqsms_risk",
-    workers=get_settings().serve_workers,
+    name=SERVICE_NAME,  # workers: `eqsms serve` passes settings.serve_workers (serving.cli.server_env)
     logging={"access": {"enabled": False}},
     traffic={"timeout": 120},
 )
@@ -208,11 +202,8 @@ class RiskService:
     def _top_k(self, top_k: int | None) -> int:
         return self.settings.default_top_k if top_k is None else top_k
 
-    def _meta(self, as_of: str | pd.Timestamp) -> dict:
-        return {
-            "model_versions": self.engine.versions(),
-            "data_freshness": self.engine.freshness(pd.Timestamp(as_of)),
-        }
+    def _meta(self, as_of: datetime) -> dict:
+        return {"model_versions": self.engine.versions(), "data_freshness": self.engine.freshness(as_of)}
 
     # ---------------------------------------------------------------------------------------------- endpoints
     # A single project takes a few milliseconds of CPU: it is answered on the event loop, which saves the hand-off
@@ -225,13 +216,14 @@ class RiskService:
         milestone_ids: list[str] | None = None,
         top_k: int | None = None,
     ) -> schemas.RiskResponse:
-        """One project's open milestones: defect risk and delay with drivers; its client's churn risk."""
+        """One project's open milestones, each with every milestone target's answer and its drivers; the answers about
+        its client (churn risk)."""
 
-        def compute() -> dict:
+        def compute() -> schemas.RiskResponse:
             project = self.engine.risk([project_id], as_of, milestone_ids, self._top_k(top_k))[0]
-            return {**project, **self._meta(project["as_of"])}
+            return schemas.RiskResponse(**dict(project), **self._meta(project.as_of))
 
-        return answer(schemas.RiskResponse, compute)
+        return answer(compute)
 
     @bentoml.api(route="/v1/risk/batch", input_spec=schemas.BatchRequest)
     def risk_batch(
@@ -239,31 +231,30 @@ class RiskService:
     ) -> schemas.BatchResponse:
         """The same for many projects (default: all open projects), scored in one vectorised pass."""
 
-        def compute() -> dict:
+        def compute() -> schemas.BatchResponse:
             limit = self.settings.max_batch_projects
             ids = self.engine.open_projects() if project_ids is None else list(dict.fromkeys(project_ids))
             if project_ids is not None and len(ids) > limit:
                 raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
             if not ids:
-                t = self.engine.resolve_as_of(as_of, [])
-                return {"projects": [], **self._meta(t)}
+                t = self.engine.resolve_as_of(as_of, [], np.empty(0, "int64"))
+                return schemas.BatchResponse(projects=[], **self._meta(t))
             projects = self.engine.risk(ids, as_of, top_k=self._top_k(top_k), field="project_ids")
-            return {"projects": projects, **self._meta(projects[0]["as_of"])}
+            return schemas.BatchResponse(projects=projects, **self._meta(projects[0].as_of))
 
-        return answer(schemas.BatchResponse, compute)
+        return answer(compute)
 
     @bentoml.api(route="/v1/predict", input_spec=schemas.PredictRequest)
     def predict(self, model: str, rows: list[dict[str, Any]], top_k: int | None = None) -> schemas.PredictResponse:
         """Predictions and drivers for feature rows the caller supplies; odd values are scored but flagged."""
-        return answer(schemas.PredictResponse, lambda: self.engine.predict(model, rows, self._top_k(top_k)))
+        return answer(lambda: self.engine.predict(model, rows, self._top_k(top_k)))
 
     @bentoml.api(route="/v1/whatif", input_spec=schemas.WhatIfRequest)
     def whatif(
         self, project_id: str, milestone_id: str, changes: dict[str, float], as_of: datetime | None = None
     ) -> schemas.WhatIfResponse:
-        """All three predictions for one open milestone before and after changing some features."""
+        """Every target's prediction for one open milestone before and after changing some features."""
         return answer(
-            schemas.WhatIfResponse,
             lambda: self.engine.whatif(project_id, milestone_id, changes, as_of),
             fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
         )

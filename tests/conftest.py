@@ -49,7 +49,7 @@ class Champions:
 @pytest.fixture(scope="session")
 def champions(tmp_path_factory) -> Champions:
     """defect_risk, delay and churn trained on data_samples/world and promoted (the first model is champion)."""
-    from features.settings import Settings, get_settings
+    from eqsms.settings import Settings, get_settings
     from features.validate import load
     from training import tracking
     from training.pipeline import datasets_from_data, run_target

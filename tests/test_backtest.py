@@ -15,10 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from eqsms.cli import app
+from eqsms.settings import Settings, get_settings
 from features.datasets import Dataset
-from features.settings import Settings, get_settings
 from features.validate import load
-from serving.cli import app
 from training.backtest import (
     BacktestError,
     choose_split,
@@ -114,15 +114,12 @@ def test_backtest_on_the_sample_world(sample_tables, tmp_path):
 
 def test_backtest_command_logs_without_registering(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()  # work_dir is relative: the store lands in tmp_path/eqsms_work
-    try:
-        result = CliRunner().invoke(
-            app, ["backtest", str(SAMPLE), "--model", "defect_risk", "--out", "bt.json", "--name", "world"]
-        )
-        assert result.exit_code == 0, result.output
-        settings = get_settings()
-    finally:
-        get_settings.cache_clear()
+    # work_dir is relative: the store lands in tmp_path/eqsms_work
+    result = CliRunner().invoke(
+        app, ["backtest", str(SAMPLE), "--model", "defect_risk", "--out", "bt.json", "--name", "world"]
+    )
+    assert result.exit_code == 0, result.output
+    settings = get_settings()
     assert "target: ROC-AUC" in result.output and "reference class" in result.output
     saved = json.loads((tmp_path / "bt.json").read_text())
     assert saved["model"] == "defect_risk" and saved["mlflow"]["experiment"] == "eqsms-backtest-world-defect_risk"
@@ -173,7 +170,6 @@ def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
     (tmp_path / "shared").symlink_to(REAL.parent)
     (tmp_path / "main").mkdir()
     monkeypatch.chdir(tmp_path / "main")
-    get_settings.cache_clear()
     commands = readme_real_commands()
     assert [c.split()[1] for c in commands] == ["import", "backtest", "import", "backtest"]
     try:
@@ -181,7 +177,6 @@ def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
             result = CliRunner().invoke(app, shlex.split(command)[1:])
             assert result.exit_code == 0, f"{command}\n{result.output}"
     finally:
-        get_settings.cache_clear()
         mlflow.set_tracking_uri(None)
     work = tmp_path / "main" / "eqsms_work"
     nyc = json.loads((work / "backtests" / "nyc-sca-delay.json").read_text())

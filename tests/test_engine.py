@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eqsms.settings import Settings, get_settings
 from features.datasets import churn, defect_risk, delay
 from features.families import Context
-from features.settings import Settings, get_settings
 from serving.runtime import Engine, NotReady, RequestError
 from tests.agreement import assert_same_milestone_answer
 

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from eqsms.settings import Settings
 from features.datasets import (
     churn,
     defect_risk,
@@ -17,7 +18,6 @@ from features.datasets import (
     project_milestone_features,
 )
 from features.families import Context
-from features.settings import Settings
 from features.validate import validate_tables
 from tests.tiny_world import raw_frames
 

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from pathspec import PathSpec
 from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
 
+from eqsms.settings import get_settings
 from features.contract import TABLES, Error, Kind
-from features.generate import generate_world, simulate_world
+from world import generate_world, simulate_world
 
 DAY = pd.Timedelta(days=1)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def world():
-    return simulate_world(1000, seed=11)
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="module")
+def world(settings):
+    return simulate_world(1000, seed=11, settings=settings)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +69,61 @@ def test_files_are_byte_identical_per_seed(tmp_path, fmt, dirty):
 def test_dirty_parquet_is_refused(tmp_path):
     with pytest.raises(ValueError, match="CSV"):
         generate_world(n_projects=20, seed=1, out_dir=tmp_path, fmt="parquet", dirty=0.1)
+
+
+def test_the_cli_writes_the_world_of_its_options(tmp_path):
+    from eqsms.cli import app
+
+    result = CliRunner().invoke(app, ["generate", "--projects", "40", "--seed", "2", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    generate_world(n_projects=40, seed=2, out_dir=tmp_path / "lib")
+    names = sorted(p.name for p in (tmp_path / "lib").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "cli").iterdir())
+    for name in names:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
+
+
+# --- settings -----------------------------------------------------------------------------------------------------
+
+
+def test_settings_are_read_when_the_world_is_simulated(monkeypatch):
+    monkeypatch.setenv("EQSMS_GENERATE_START", "2021-03-01")
+    awarded = simulate_world(30, seed=1).tables["projects"]["awarded_on"]
+    assert awarded.min() >= pd.Timestamp("2021-03-01")
+    monkeypatch.delenv("EQSMS_GENERATE_START")
+    assert simulate_world(30, seed=1).tables["projects"]["awarded_on"].min() < pd.Timestamp("2021-03-01")
+
+
+def test_the_churn_window_and_late_tolerance_come_from_settings(world, settings):
+    other = settings.model_copy(update={"churn_window_days": 200, "late_tolerance_days": 20.0})
+    changed = simulate_world(1000, seed=11, settings=other)
+    rows = _oracle(changed, "churn").set_index("row_id")
+    expected = _churn_labels(changed, 200)
+    assert set(rows.index) == set(expected.index) and len(rows) > len(_oracle(world, "churn"))
+    assert (rows["label"] == expected.loc[rows.index]).all()
+    # p_late is the chance of slipping beyond the tolerance simulated with, and the reported late rate uses it.
+    delay = _oracle(changed, "delay")
+    late = delay["label"] > 20
+    assert changed.rates()["late_rate"] == late.mean() < world.rates()["late_rate"]
+    assert abs(delay["p_late"].mean() - late.mean()) < 0.03
+
+
+# --- packaging ----------------------------------------------------------------------------------------------------
+
+
+def test_the_world_does_not_ship_in_the_bento():
+    """The bento carries features, training and serving; none of them imports world, and no include takes it."""
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    include = PathSpec.from_lines("gitwildmatch", bentofile["include"])
+    world_files = [str(p.relative_to(ROOT)) for p in (ROOT / "world").glob("*.py")]
+    assert world_files and not any(include.match_file(f) for f in world_files)
+    assert include.match_file("features/pit.py")
+    for package in ("features", "training", "serving"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                assert not any(n == "world" or n.startswith("world.") for n in names), path
 
 
 # --- the contract -------------------------------------------------------------------------------------------------
@@ -123,7 +191,7 @@ def test_label_rates_are_in_their_target_ranges(world):
     assert rates["slip_p90"] > 3 * max(rates["slip_median"], 1)  # a heavy right tail
 
 
-def test_the_truth_is_informative_but_far_from_perfect(world):
+def test_the_truth_is_informative_but_far_from_perfect(world, settings):
     for target in ("defect_risk", "churn"):
         rows = _oracle(world, target)
         auc = roc_auc_score(rows["label"] > 0.5, rows["truth"])
@@ -131,9 +199,10 @@ def test_the_truth_is_informative_but_far_from_perfect(world):
         # The truth is calibrated: it is the probability the label was drawn with.
         assert abs(rows["truth"].mean() - rows["label"].mean()) < 0.03, target
     delay = _oracle(world, "delay")
+    late = delay["label"] > settings.late_tolerance_days
     assert abs(delay["truth"].mean() - delay["label"].mean()) < 3.0
-    assert abs(delay["p_late"].mean() - (delay["label"] > 7).mean()) < 0.03
-    assert 0.6 <= roc_auc_score(delay["label"] > 7, delay["p_late"]) < 1.0
+    assert abs(delay["p_late"].mean() - late.mean()) < 0.03
+    assert 0.6 <= roc_auc_score(late, delay["p_late"]) < 1.0
 
 
 def test_milestones_run_in_order_and_end_with_the_handover(world):
@@ -222,7 +291,7 @@ def test_nothing_after_the_snapshot(world):
     assert open_projects == set(p.loc[p["actual_end"].isna(), "project_id"])
 
 
-def test_oracle_covers_exactly_the_labelled_rows_with_their_labels(world):
+def test_oracle_covers_exactly_the_labelled_rows_with_their_labels(world, settings):
     ms = world.tables["milestones"].set_index("milestone_id")
     reached = ms.dropna(subset=["actual_date"])
     for target in ("defect_risk", "delay"):
@@ -235,16 +304,23 @@ def test_oracle_covers_exactly_the_labelled_rows_with_their_labels(world):
     slip = (reached["actual_date"] - reached["planned_date"]).dt.days.loc[delay.index]
     assert (delay["label"] == slip).all() and delay["p_late"].between(0, 1).all()
 
-    # Churn: every handover whose 365-day window is over, labelled from the award dates in the data.
-    p = world.tables["projects"].sort_values(["client_id", "awarded_on"])
-    next_award = p.groupby("client_id")["awarded_on"].shift(-1)
-    complete = p["actual_end"] + 365 * DAY <= world.snapshot
-    churned = ~((next_award > p["actual_end"]) & (next_award <= p["actual_end"] + 365 * DAY))
-    expected = churned[complete].astype(float).set_axis(p.loc[complete, "project_id"])
+    # Churn: every handover whose window is over, labelled from the award dates in the data.
     rows = _oracle(world, "churn").set_index("row_id")
+    expected = _churn_labels(world, settings.churn_window_days)
     assert set(rows.index) == set(expected.index) and len(rows) > 100
     assert (rows["label"] == expected.loc[rows.index]).all()
     assert rows["truth"].between(0, 1).all()
+
+
+def _churn_labels(world, window_days: int) -> pd.Series:
+    """Churn labels from the data alone: no award by the same client within ``window_days`` after a handover,
+    for the handovers whose window is over at the snapshot."""
+    p = world.tables["projects"].sort_values(["client_id", "awarded_on"])
+    next_award = p.groupby("client_id")["awarded_on"].shift(-1)
+    window = window_days * DAY
+    complete = p["actual_end"] + window <= world.snapshot
+    churned = ~((next_award > p["actual_end"]) & (next_award <= p["actual_end"] + window))
+    return churned[complete].astype(float).set_axis(p.loc[complete, "project_id"])
 
 
 # --- a dirty export -----------------------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from eqsms.cli import app
 from features.importers import REPORT_FILE, write_import
 from features.importers.field_forms import form_template, import_field_forms
 from features.importers.nyc_sca import import_nyc_sca
 from features.io import ContractError
 from features.validate import load
-from serving.cli import app
 
 # The real header, trailing spaces included; then invented phases in the export's cell formats.
 NYC_CSV = """\

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eqsms.settings import Settings
 from features.datasets import churn_rows, milestone_rows
 from features.families import Context
-from features.settings import Settings
 from features.validate import load
 
 DAY = pd.Timedelta(days=1)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from starlette.responses import JSONResponse
 
+from eqsms.settings import get_settings
 from features.datasets import churn, defect_risk, delay, milestone_rows
 from features.families import Context
-from features.settings import get_settings
 from serving import schemas
 from serving.runtime import NotReady
 from serving.service import RiskService, with_field
@@ -42,11 +42,9 @@ def served(champions):
         mp.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
         mp.setenv("EQSMS_DATA_DIR", str(champions.data_dir))
         mp.setenv("EQSMS_MAX_BATCH_PROJECTS", str(MAX_BATCH))
-        get_settings.cache_clear()
         service = RiskService()
         with TestClient(RiskService.to_asgi()) as http:
             yield service, http
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -275,20 +273,15 @@ def test_validation_error_bodies_get_the_field():
 def test_refuses_to_start_without_a_champion_or_data(tmp_path, champions, monkeypatch):
     monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path))
     monkeypatch.setenv("EQSMS_DATA_DIR", str(champions.data_dir))
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(NotReady, match=r"(?s)no @champion model for defect_risk, delay, churn.*eqsms train"):
-            RiskService()
-        with pytest.raises(SystemExit) as stopped:
-            RiskService.inner.preflight()  # what `bentoml serve` runs before starting workers
-        assert stopped.value.code == 2
-        monkeypatch.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
-        monkeypatch.setenv("EQSMS_DATA_DIR", str(tmp_path / "nowhere"))
-        get_settings.cache_clear()
-        with pytest.raises(NotReady, match="eqsms generate"):
-            RiskService()
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(NotReady, match=r"(?s)no @champion model for defect_risk, delay, churn.*eqsms train"):
+        RiskService()
+    with pytest.raises(SystemExit) as stopped:
+        RiskService.inner.preflight()  # what `bentoml serve` runs before starting workers
+    assert stopped.value.code == 2
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
+    monkeypatch.setenv("EQSMS_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(NotReady, match="eqsms generate"):
+        RiskService()
 
 
 # ------------------------------------------------------------------------------------- training = serving

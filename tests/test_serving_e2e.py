@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.smoke import HOST, call, free_port, start, stop, wait_ready
+from serving.local import HOST, call, free_port, start, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 README_URL = "http://127.0.0.1:3000"
@@ -123,7 +123,7 @@ def test_start_up_is_refused_without_champions(champions, tmp_path):
 
 def test_bento_builds_and_serves_without_the_mlflow_store(champions, server, tmp_path):
     package = subprocess.run(
-        [sys.executable, "-m", "serving.cli", "package"],
+        [sys.executable, "-m", "eqsms.cli", "package"],
         check=False,
         cwd=ROOT,
         env=champions.env(),

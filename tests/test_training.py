@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from eqsms.settings import Settings, get_settings
 from features.datasets import defect_risk, write_dataset
 from features.families import Context
-from features.settings import Settings, get_settings
 from features.validate import load
 from training import tracking
 from training.evaluate import read_oracle
@@ -150,18 +150,14 @@ def test_train_cli_on_a_prepared_feature_table(tmp_path, data, monkeypatch):
     """`eqsms train --dataset` trains on a table a data scientist prepared, with the same tracking."""
     from typer.testing import CliRunner
 
-    from serving.cli import app
+    from eqsms.cli import app
 
     settings = Settings(work_dir=tmp_path)
     table = write_dataset(defect_risk(Context.build(data.tables, settings)), tmp_path / "prepared")
     monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
-    get_settings.cache_clear()
-    try:
-        args = ["train", "--model", "defect_risk", "--dataset", str(table), "--target", "first_pass_failed"]
-        args += ["--time-column", "as_of", "--id-columns", "milestone_id,project_id", "--promote"]
-        result = CliRunner().invoke(app, args)
-    finally:
-        get_settings.cache_clear()
+    args = ["train", "--model", "defect_risk", "--dataset", str(table), "--target", "first_pass_failed"]
+    args += ["--time-column", "as_of", "--id-columns", "milestone_id,project_id", "--promote"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     client = MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
     assert tracking.alias_version(client, "defect_risk", "champion") == "1"

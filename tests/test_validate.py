@@ -469,7 +469,7 @@ def test_write_quarantine_round_trips_and_leaves_nothing_stale(tmp_path):
 
 
 def test_cli_validate_exit_codes(tmp_path):
-    from serving.cli import app
+    from eqsms.cli import app
 
     runner = CliRunner()
     good = write_world(tmp_path / "good", [("surveys", 3, "csat", "7")])

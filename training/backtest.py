@@ -28,22 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from features.datasets import Dataset, defect_risk, delay
+from eqsms.settings import Settings
+from features.datasets import Dataset
+from features.datasets import build_dataset as build_target_dataset
 from features.families import Context
-from features.settings import Settings
-from training import metrics
-from training.evaluate import HEADLINE, LABEL, TrainResult, score_rows, train_target
+from features.targets import MILESTONE, TargetSpec, of_scope, target
+from training.evaluate import TrainResult, score_rows, train_target
+from training.kinds import strategy
 from training.splits import Split, rolling_origin, time_split
 
-MODELS = ("delay", "defect_risk")
-BUILDERS = {"delay": delay, "defect_risk": defect_risk}
+# Backtests judge the milestone targets: a real export has milestones, not always clients.
+MODELS = tuple(spec.name for spec in of_scope(MILESTONE))
 PLAN_FEATURES = ("milestones_in_plan", "milestone_share")
-# Issue 5's targets.
-MAE_REDUCTION = 0.15  # delay: MAE at least 15% below the reference class
-COVERAGE_POINTS = 0.05  # delay: range coverage within 5 points of nominal
-AUC_MARGIN = 0.05  # defect risk: ROC-AUC at least 0.05 above the reference class
 LOPO_MAX_PROJECTS = 30  # leave-one-project-out by default on data with at most this many projects
 MIN_PROJECT_ROWS = 20  # a project with fewer rows is not a fold of its own
 BOOTSTRAP = 1000  # resamples of the test rows for the interval of the gain
@@ -147,7 +144,6 @@ SPLITS = {
     "project-time": "by time, each project's rows on one side (learned from, or tested)",
     "time": "by time within each project (a project's earlier rows learned from, its later rows tested)",
 }
-MIN_TEST_FAILURES = 10  # a ROC-AUC on fewer failures says little
 
 
 def unusable(model: str, ds: Dataset, split: Split) -> str | None:
@@ -155,11 +151,8 @@ def unusable(model: str, ds: Dataset, split: Split) -> str | None:
     sizes = {name: len(idx) for name, idx in split.parts().items()}
     if min(sizes.values()) == 0:
         return "a part is empty (" + ", ".join(f"{n} {name}" for name, n in sizes.items()) + " rows)"
-    if model != "delay":
-        failures = int(ds.frame[LABEL[model]].to_numpy()[split.test].sum())
-        if failures < MIN_TEST_FAILURES or failures == len(split.test):
-            return f"the test part has {failures} failures in {len(split.test)} rows"
-    return None
+    spec = target(model)
+    return strategy(spec.kind).unusable(spec, ds, split)
 
 
 def choose_split(model: str, ds: Dataset, settings: Settings, how: str = "auto") -> tuple[Split, str, int, str | None]:
@@ -198,12 +191,13 @@ def backtest_settings(settings: Settings, horizon_days: int | None) -> Settings:
 
 def build_dataset(tables: dict[str, pd.DataFrame], model: str, settings: Settings, drop: tuple[str, ...]) -> Dataset:
     """The model's point-in-time dataset from validated tables, without the ``drop`` features."""
-    if model not in BUILDERS:
+    if model not in MODELS:
         raise BacktestError(f"'{model}' is not one of {', '.join(MODELS)}")
-    ds = BUILDERS[model](Context.build(tables, settings))
+    spec = target(model)
+    ds = build_target_dataset(spec, Context.build(tables, settings))
     if not len(ds.frame):
-        need = "first_pass_accepted" if model == "defect_risk" else "actual_date"
-        raise BacktestError(f"{model}: no labelled milestones (milestones need {need}); nothing to backtest")
+        need = ", ".join(spec.labelled_by)
+        raise BacktestError(f"{model}: no labelled rows (they need {need}); nothing to backtest")
     features = [c for c in ds.feature_columns if c not in drop]
     return replace(ds, feature_columns=features, meta={**ds.meta, "dropped_features": list(drop)})
 
@@ -211,70 +205,22 @@ def build_dataset(tables: dict[str, pd.DataFrame], model: str, settings: Setting
 # ----------------------------------------------------------------------------------------------- scoring
 
 
-def on_time(ds: Dataset, split: Split) -> dict[str, float]:
-    """The "it will be on time" baseline: a slip of 0 days and no chance of being late."""
-    y = ds.frame["slip_days"].to_numpy()[split.test]
-    late = ds.frame["late"].to_numpy()[split.test]
-    zero = np.zeros(len(y))
-    return metrics.regression(y, zero, zero, zero, late, zero)
-
-
-def bootstrap_gain(model: str, result: TrainResult, seed: int, n: int = BOOTSTRAP) -> list[float]:
-    """95% interval of the headline gain over the reference class (ROC-AUC difference; MAE reduction for delay),
+def bootstrap_gain(spec: TargetSpec, result: TrainResult, seed: int, n: int = BOOTSTRAP) -> list[float]:
+    """95% interval of the headline gain over the reference class (ROC-AUC difference; MAE reduction for a slip),
     resampling the test rows."""
-    rows, pred = result.test_rows, result.predictions
     rng = np.random.default_rng(seed)
-    if model == "delay":
-        y = rows["slip_days"].to_numpy()
-        err_m = np.abs(pred["model_expected_slip_days"] - y)
-        err_r = np.abs(pred["reference_class_expected_slip_days"] - y)
-        idx = rng.integers(0, len(y), size=(n, len(y)))
-        gains = 1 - err_m[idx].mean(axis=1) / err_r[idx].mean(axis=1)
-    else:
-        y = rows[LABEL[model]].to_numpy()
-        p_m, p_r = pred["model_probability"], pred["reference_class_probability"]
-        gains = []
-        for _ in range(n):
-            i = rng.integers(0, len(y), size=len(y))
-            if 0 < y[i].sum() < len(i):
-                gains.append(roc_auc_score(y[i], p_m[i]) - roc_auc_score(y[i], p_r[i]))
-        gains = np.asarray(gains)
+    gains = strategy(spec.kind).bootstrap_gain(spec, result.test_rows, result.predictions, rng, n)
     if not len(gains):
         return [float("nan"), float("nan")]
     return [float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))]
 
 
-def target_check(model: str, result_metrics: dict[str, dict[str, float]], settings: Settings) -> dict:
+def target_check(spec: TargetSpec, result_metrics: dict[str, dict[str, float]], settings: Settings) -> dict:
     """Issue 5's target for the model, with the numbers and whether it is met."""
-    ours, ref = result_metrics["model"], result_metrics["reference_class"]
-    if model == "delay":
-        reduction = 1 - ours["mae"] / ref["mae"] if ref["mae"] else float("nan")
-        off = abs(ours["coverage"] - settings.interval_coverage)
-        return {
-            "metric": "mae",
-            "model": ours["mae"],
-            "reference_class": ref["mae"],
-            "mae_reduction": reduction,
-            "required": f"MAE at least {MAE_REDUCTION:.0%} below the reference class; coverage within "
-            f"{COVERAGE_POINTS * 100:.0f} points of {settings.interval_coverage:.0%}",
-            "coverage": ours["coverage"],
-            "nominal_coverage": settings.interval_coverage,
-            "mae_met": bool(reduction >= MAE_REDUCTION),
-            "coverage_met": bool(off <= COVERAGE_POINTS),
-            "met": bool(reduction >= MAE_REDUCTION and off <= COVERAGE_POINTS),
-        }
-    gain = ours["roc_auc"] - ref["roc_auc"]
-    return {
-        "metric": "roc_auc",
-        "model": ours["roc_auc"],
-        "reference_class": ref["roc_auc"],
-        "auc_gain": gain,
-        "required": f"ROC-AUC at least {AUC_MARGIN} above the reference class",
-        "met": bool(gain >= AUC_MARGIN),
-    }
+    return strategy(spec.kind).target_check(result_metrics["model"], result_metrics["reference_class"], settings)
 
 
-def _pooled(model: str, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[str, float]]:
+def _pooled(spec: TargetSpec, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[str, float]]:
     """Metrics of the model and the reference class over the test rows of all folds together."""
     rows = pd.concat([r.test_rows for _, r in folds], ignore_index=True)
     out = {}
@@ -284,20 +230,21 @@ def _pooled(model: str, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[
             for k in folds[0][1].predictions
             if k.startswith(f"{who}_")
         }
-        out[who] = score_rows(model, rows, pred)
+        out[who] = score_rows(spec, rows, pred)
     return out
 
 
 def run_lopo(model: str, ds: Dataset, settings: Settings) -> dict:
     """Leave-one-project-out: per project, pooled over all projects' test rows, and the mean over the projects
     where the headline metric is defined, the model against the reference class."""
-    headline = HEADLINE[model]
+    spec = target(model)
+    headline = spec.headline
     done: list[tuple[str, TrainResult]] = []
     folds = []
     for project, split in leave_one_project_out(ds, settings):
-        result = train_target(model, ds, settings, split=split, backtest_splits=[])
+        result = train_target(ds, settings, split=split, backtest_splits=[])
         done.append((project, result))
-        label = ds.frame[LABEL[model]].to_numpy()[split.test]
+        label = ds.frame[spec.label].to_numpy()[split.test]
         folds.append(
             {
                 "project": project,
@@ -309,7 +256,7 @@ def run_lopo(model: str, ds: Dataset, settings: Settings) -> dict:
         )
     if not done:
         return {"folds": [], "note": f"no project has {MIN_PROJECT_ROWS} rows or more"}
-    pooled = _pooled(model, done)
+    pooled = _pooled(spec, done)
     defined = [f for f in folds if np.isfinite(f["model"]) and np.isfinite(f["reference_class"])]
     mean = {
         who: float(np.mean([f[who] for f in defined])) if defined else float("nan")
@@ -320,7 +267,7 @@ def run_lopo(model: str, ds: Dataset, settings: Settings) -> dict:
         "folds": folds,
         "pooled": pooled,
         "mean_over_projects": {**mean, "projects": len(defined)},
-        "target": target_check(model, pooled, settings),
+        "target": target_check(spec, pooled, settings),
     }
 
 
@@ -357,7 +304,7 @@ def censoring(
     order = np.argsort(as_of.to_numpy(), kind="stable")
     for idx in np.array_split(order, min(CENSORING_PARTS, len(order))):
         rows = result.test_rows.iloc[idx]
-        scored = score_rows("delay", rows, {k: v[idx] for k, v in pred.items()})
+        scored = score_rows(ds.spec, rows, {k: v[idx] for k, v in pred.items()})
         start, end = as_of.iloc[idx].min(), as_of.iloc[idx].max()
         parts.append(
             {
@@ -392,8 +339,9 @@ def run_backtest(
     ds = build_dataset(tables, model, settings, drop)
     split, kind, left_out, note = choose_split(model, ds, settings, how)
     folds = project_rolling_origin(ds, settings) if kind == "project-time" else None
-    result = train_target(model, ds, settings, split=split, backtest_splits=folds)
-    extra = {"on_time": on_time(ds, split)} if model == "delay" else {}
+    result = train_target(ds, settings, split=split, backtest_splits=folds)
+    spec, kind = target(model), strategy(target(model).kind)
+    extra = kind.extra_baselines(spec, ds, split)
     project = ds.frame["project_id"]
     n_projects = project.nunique()
     backtest = Backtest(
@@ -413,8 +361,8 @@ def run_backtest(
         },
         extra_baselines=extra,
         target={
-            **target_check(model, result.metrics, settings),
-            "gain_ci95": bootstrap_gain(model, result, settings.seed),
+            **target_check(spec, result.metrics, settings),
+            "gain_ci95": bootstrap_gain(spec, result, settings.seed),
         },
         windows=split.windows(ds.frame["as_of"]),
         split={"kind": kind, "description": SPLITS[kind], "note": note},
@@ -430,7 +378,7 @@ def run_backtest(
     )
     if lopo if lopo is not None else n_projects <= LOPO_MAX_PROJECTS:
         backtest.lopo = run_lopo(model, ds, settings)
-    if model == "delay":
+    if kind.reports_censoring:
         backtest.censoring = censoring(tables, ds, split, settings, result)
     return backtest
 
@@ -476,7 +424,8 @@ def log_backtest(bt: Backtest, settings: Settings, source: str) -> dict:
                 "source": source,
                 "dataset": bt.dataset,
                 "target": bt.model,
-                "split": "time, each project on one side",
+                "split": bt.split["description"],
+                "split.kind": bt.split["kind"],
                 "dataset.fingerprint": bt.result.bundle.meta.get("dataset_fingerprint", ""),
                 "target.met": str(bt.target["met"]),
                 "git_commit": git_commit() or "unknown",
@@ -497,15 +446,10 @@ def write_results(bt: Backtest, path: Path) -> Path:
 
 def summary_rows(bt: Backtest) -> list[list[str]]:
     """Model against baselines on the test rows, for the console: metric, model, reference class, linear, on time."""
-    keys = (
-        ("mae", "rmse", "coverage", "mean_width", "late_auc")
-        if bt.model == "delay"
-        else ("roc_auc", "pr_auc", "brier", "ece", "precision_top10")
-    )
+    kind = strategy(target(bt.model).kind)
     m = bt.metrics()
-    linear = "linear_regression" if bt.model == "delay" else "logistic_regression"
-    who = ["model", "reference_class", linear, *bt.extra_baselines]
-    return [[k, *(_fmt(m.get(w, {}).get(k)) for w in who)] for k in keys]
+    who = ["model", "reference_class", kind.linear, *bt.extra_baselines]
+    return [[k, *(_fmt(m.get(w, {}).get(k)) for w in who)] for k in kind.summary_metrics]
 
 
 def _fmt(v) -> str:

@@ -9,29 +9,26 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.settings import get_settings
-from training.cli import one_of
+from eqsms.cli_kit import fail, one_of
+from eqsms.settings import get_settings
+from features.targets import MILESTONE, of_scope
 
 console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-_S = get_settings()
-BACKTEST_MODELS = ("delay", "defect_risk")
-
-
-_model_option = one_of(BACKTEST_MODELS)
+MODELS = tuple(spec.name for spec in of_scope(MILESTONE))  # training.backtest.MODELS, without importing training
 
 
 @app.command()
 def backtest(
     data_dir: Annotated[Path, typer.Argument(help="folder of exports in the raw contract (e.g. from `eqsms import`)")],
-    model: Annotated[str, typer.Option(help="delay or defect_risk", callback=_model_option)],
+    model: Annotated[str, typer.Option(help=" or ".join(MODELS), callback=one_of(MODELS))],
     out: Annotated[
         Path | None, typer.Option(help="results JSON; default <work_dir>/backtests/<data>-<model>.json")
     ] = None,
     split: Annotated[str, typer.Option(help="auto, project-time (each project on one side) or time")] = "auto",
-    horizon_days: Annotated[int, typer.Option(help="score each milestone this many days before its date")] = (
-        _S.horizon_days
-    ),
+    horizon_days: Annotated[
+        int | None, typer.Option(help="score each milestone this many days before its date; default: horizon_days")
+    ] = None,
     lopo: Annotated[
         bool | None, typer.Option("--lopo/--no-lopo", help="leave-one-project-out too (default: at most 30 projects)")
     ] = None,
@@ -73,8 +70,7 @@ def backtest(
                 how=split,
             )
     except (ContractError, BacktestError) as err:
-        console.print(f"[bold red]cannot backtest {data_dir}:[/] {err}")
-        raise typer.Exit(2) from err
+        fail(f"cannot backtest {data_dir}", err)
     if log:
         info = log_backtest(bt, settings, str(data_dir))
         console.print(f"MLflow: experiment {info['experiment']}, run {info['run_id']} ({settings.tracking_uri})")
@@ -97,7 +93,10 @@ def print_backtest(bt) -> None:
     if split.get("note"):
         console.print(f"[yellow]note[/]: {split['note']}")
     table = RichTable(title="test rows: model against baselines")
-    linear = "linear" if bt.model == "delay" else "logistic"
+    from features.targets import target
+    from training.kinds import strategy
+
+    linear = strategy(target(bt.model).kind).linear
     for col in ("metric", "model", "reference class", linear, *bt.extra_baselines):
         table.add_column(col.replace("_", " "), justify="left" if col == "metric" else "right")
     for row in summary_rows(bt):

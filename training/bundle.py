@@ -48,7 +48,7 @@ class Calibrator:
 
 @dataclass
 class ModelBundle:
-    """One target's model: ``kind`` is "classifier" (defect_risk, churn) or "delay"."""
+    """One target's model; ``kind`` names its strategy (``training.kinds``): what it outputs and how."""
 
     target: str
     kind: str
@@ -98,17 +98,18 @@ class ModelBundle:
     def predict(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         return self.outputs(self.frame(rows))
 
+    @property
+    def strategy(self):
+        """The kind's strategy (``training.kinds``), looked up once."""
+        if "_strategy" not in self.__dict__:
+            from training.kinds import strategy  # the strategies fit bundles: imported when first needed
+
+            self.__dict__["_strategy"] = strategy(self.kind)
+        return self.__dict__["_strategy"]
+
     def outputs(self, X: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         """Predictions for rows already in the model's layout (``frame`` or ``matrix``)."""
-        if self.kind == "classifier":
-            return {"probability": self.calibrator(self.booster.predict(X, **ONE_THREAD))}
-        expected = self.booster.predict(X, **ONE_THREAD)
-        return {
-            "expected_slip_days": expected,
-            "lower_days": np.minimum(self.lower.predict(X, **ONE_THREAD), expected) - self.conformal,
-            "upper_days": np.maximum(self.upper.predict(X, **ONE_THREAD), expected) + self.conformal,
-            "late_probability": self.calibrator(self.late.predict(X, **ONE_THREAD)),
-        }
+        return self.strategy.outputs(self, X)
 
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Exact TreeSHAP values of the main booster, one column a feature and the bias last."""
@@ -116,8 +117,7 @@ class ModelBundle:
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         """The one number the promotion gate and the directional checks compare."""
-        out = self.predict(rows)
-        return out["probability"] if self.kind == "classifier" else out["expected_slip_days"]
+        return self.predict(rows)[self.strategy.main_output]
 
     # ------------------------------------------------------------------------------------------- persistence
     def extra_boosters(self) -> dict[str, lgb.Booster]:

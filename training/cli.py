@@ -9,32 +9,22 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.settings import get_settings
+from eqsms.cli_kit import one_of
+from eqsms.settings import get_settings
+from features.targets import TARGETS
 
 console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-_S = get_settings()
-MODELS = ("defect_risk", "delay", "churn", "all")
-
-
-def one_of(choices: tuple[str, ...]):
-    """A Typer callback that accepts only ``choices``, naming them when the value is not one."""
-
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}")
-        return value
-
-    return check
-
-
+MODELS = (*TARGETS, "all")
 _model_option = one_of(MODELS)
 
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="folder of raw exports (contract v1)")] = _S.data_dir,
-    model: Annotated[str, typer.Option(help="defect_risk, delay, churn or all", callback=_model_option)] = "all",
+    data_dir: Annotated[
+        Path | None, typer.Argument(help="folder of raw exports (contract v1); default: data_dir")
+    ] = None,
+    model: Annotated[str, typer.Option(help=f"{', '.join(TARGETS)} or all", callback=_model_option)] = "all",
     promote: Annotated[bool, typer.Option("--promote", help="run the promotion gate after training")] = False,
     dataset: Annotated[Path | None, typer.Option(help="train on this prepared feature table instead")] = None,
     target: Annotated[str | None, typer.Option(help="with --dataset: the label column")] = None,
@@ -42,16 +32,15 @@ def train(
     id_columns: Annotated[str, typer.Option(help="with --dataset: comma-separated id columns")] = "",
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
-    from features.io import ContractError
-    from features.validate import load
+    from features.cli import load_or_exit
     from training.evaluate import read_oracle
     from training.pipeline import (
         Outcome,
         all_targets,
         dataset_from_table,
-        datasets_from_data,
         run_target,
         summary_rows,
+        training_datasets,
     )
     from training.tracking import configure
 
@@ -65,13 +54,12 @@ def train(
         datasets = {model: dataset_from_table(dataset, model, target, time_column, ids, settings)}
         oracle, source = None, str(dataset)
     else:
-        try:
-            data = load(data_dir)
-        except ContractError as err:
-            console.print(f"[bold red]cannot use {data_dir}:[/] {err}")
-            raise typer.Exit(2) from err
-        with console.status("building point-in-time datasets"):
-            datasets = datasets_from_data(data, settings, all_targets(model))
+        data_dir = data_dir or settings.data_dir
+        with console.status(f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"):
+            datasets = training_datasets(data_dir, settings, all_targets(model), load_or_exit)
+        for ds in datasets.values():
+            if not isinstance(ds, str):
+                console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source})", highlight=False)
         oracle, source = read_oracle(data_dir), str(data_dir)
     outcomes = []
     for name, ds in datasets.items():
@@ -95,7 +83,7 @@ def train(
 
 @app.command("promote")
 def promote_cmd(
-    model: Annotated[str, typer.Argument(help="defect_risk, delay, churn or all", callback=_model_option)] = "all",
+    model: Annotated[str, typer.Argument(help=f"{', '.join(TARGETS)} or all", callback=_model_option)] = "all",
 ) -> None:
     """Move @champion to @challenger if it is no worse on the challenger's test rows (first model: champion)."""
     from training.pipeline import all_targets

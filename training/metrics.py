@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from training.report import expected_calibration_error
-
 # Which way is better, for the promotion gate and the lift.
 HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "precision_top10", "late_auc", "coverage"}
+
+
+def binary_and_prob(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob differ in length: {y.shape[0]} != {p.shape[0]}")
+    if y.size == 0:
+        raise ValueError("y_true and prob are empty")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y_true must hold only 0 and 1 (no missing labels)")
+    if not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError("prob must hold finite probabilities in [0, 1]")
+    return y, p
+
+
+def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1].
+
+    Bin ``k`` holds the predictions in ``[k / n_bins, (k + 1) / n_bins)``, the last bin also holds 1.0. The ECE is
+    the mean over bins of ``|observed positive rate - mean predicted probability|``, weighted by the share of
+    predictions in the bin (empty bins weigh nothing). 0 is perfect, 1 the worst possible.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, not {n_bins}")
+    y, p = binary_and_prob(y_true, prob)
+    index = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    sum_y = np.bincount(index, weights=y, minlength=n_bins)
+    sum_p = np.bincount(index, weights=p, minlength=n_bins)
+    # sum over bins of (n_b / n) * |mean_y_b - mean_p_b| == sum over bins of |sum_y_b - sum_p_b| / n
+    return float(np.abs(sum_y - sum_p).sum() / y.size)
 
 
 def precision_at_top(y: np.ndarray, p: np.ndarray, share: float = 0.10) -> float:

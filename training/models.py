@@ -1,10 +1,10 @@
 """Fitting the three models: LightGBM with native categoricals and early stopping, then calibration.
 
-- classifiers (defect_risk, churn): a binary booster; its probability is calibrated on the calibration slice
+- classifiers (defect risk, churn): a binary booster; its probability is calibrated on the calibration slice
   (isotonic when that slice is large enough, sigmoid otherwise).
-- delay: a booster for the expected slip (squared error: the mean, as the oracle's truth), two quantile boosters
-  for the range, widened by conformalized quantile regression on the calibration slice so the stated coverage
-  holds, and a calibrated booster for the probability of slipping past the tolerance.
+- the slip model (delay): a booster for the expected slip (squared error: the mean, as the oracle's truth), two
+  quantile boosters for the range, widened by conformalized quantile regression on the calibration slice so the
+  stated coverage holds, and a calibrated booster for the probability of slipping past the tolerance.
 
 Monotone constraints encode what a quality manager knows and the directional tests check: more failed inspections
 or open defects never lower defect risk; a lower SPI never lowers the expected slip; slower or missing complaint
@@ -19,22 +19,11 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.settings import Settings
+from eqsms.settings import Settings
+from features.registry import monotone_constraints
+from features.targets import CLASSIFIER, SLIP
 from training.bundle import Calibrator, ModelBundle
 
-# +1: the prediction may only rise with the feature; -1: only fall.
-MONOTONE: dict[str, dict[str, int]] = {
-    "defect_risk": {
-        "inspections_failed_30d": 1,
-        "inspections_failed_90d": 1,
-        "inspections_failed_to_date": 1,
-        "defects_open": 1,
-        "severe_findings_30d": 1,
-        "severe_findings_90d": 1,
-    },
-    "delay": {"spi_to_date": -1, "spi_recent": -1},
-    "churn": {"complaint_response_hours_mean": 1, "complaints_unanswered": 1},
-}
 ISOTONIC_MIN_ROWS = 1000  # below this, a two-parameter sigmoid over-fits less than isotonic steps
 EARLY_STOPPING_SHARE = 0.15  # the latest part of the training rows, held out to choose the number of trees
 
@@ -56,9 +45,9 @@ def lgb_params(settings: Settings, objective: str, target: str, features: list[s
         "verbose": -1,
         **extra,
     }
-    monotone = MONOTONE.get(target, {})
     if objective not in ("quantile", "regression_l1"):  # LightGBM refuses monotone constraints for these
-        params["monotone_constraints"] = [monotone.get(f, 0) for f in features]
+        # Declared beside each feature (features/registry.py), resolved with these settings' windows; 0 if undeclared.
+        params["monotone_constraints"] = monotone_constraints(settings, target, features)
         params["monotone_constraints_method"] = "intermediate"  # "advanced" let a few predictions fall (LightGBM 4.7)
     return params
 
@@ -101,12 +90,13 @@ def fit_classifier(
 ) -> ModelBundle:
     features = list(X_train.columns)
     booster = fit_booster(X_train, y_train, lgb_params(settings, "binary", target, features), settings)
-    bundle = ModelBundle(target, "classifier", features, categorical_columns(X_train), booster)
+    bundle = ModelBundle(target, CLASSIFIER, features, categorical_columns(X_train), booster)
     bundle.calibrator = fit_calibrator(booster.predict(bundle.frame(X_cal)), y_cal)
     return bundle
 
 
-def fit_delay(
+def fit_slip(
+    target: str,
     X_train: pd.DataFrame,
     slip_train: np.ndarray,
     late_train: np.ndarray,
@@ -119,11 +109,11 @@ def fit_delay(
     alpha = (1 - settings.interval_coverage) / 2
 
     def booster(objective: str, y: np.ndarray, **extra) -> lgb.Booster:
-        return fit_booster(X_train, y, lgb_params(settings, objective, "delay", features, **extra), settings)
+        return fit_booster(X_train, y, lgb_params(settings, objective, target, features, **extra), settings)
 
     bundle = ModelBundle(
-        "delay",
-        "delay",
+        target,
+        SLIP,
         features,
         categorical_columns(X_train),
         booster(settings.delay_objective, slip_train),

@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from features.datasets import TARGETS, Dataset, TargetUnavailable, churn, defect_risk, delay, tables_fingerprint
+from eqsms.settings import Settings
+from features.datasets import (
+    Dataset,
+    build_dataset,
+    folder_fingerprint,
+    reusable_dataset,
+    tables_fingerprint,
+    write_dataset,
+)
 from features.families import Context
-from features.settings import Settings
+from features.targets import TARGETS, TargetUnavailable, target
 from training import report
-from training.evaluate import LABEL, TrainResult, train_target
+from training.evaluate import TrainResult, train_target
+from training.kinds import strategy
 from training.tracking import Decision, Registered, configure, log_training, promote
 
-PURPOSE = {
-    "defect_risk": "probability that a milestone's acceptance fails on first pass, scored before the milestone",
-    "delay": "expected slip of a milestone in days, a range with stated coverage, and the probability of being late",
-    "churn": "probability that a client awards no new project within the churn window after a handover",
-}
 KNOWN_LIMITS = [
     "Trained and tested on the rows of one firm's exports; a new firm or project type needs its own backtest.",
-    "Drivers (SHAP) are in the raw model's log-odds (classifiers) or days (delay), before calibration.",
+    "Drivers (SHAP) are in the raw model's output (log-odds for a probability, days for a slip), before calibration.",
     "The test window is the latest period of the data: metrics can drift as the mix of projects changes.",
 ]
-BUILDERS: dict[str, Callable[[Context, str], Dataset]] = {"defect_risk": defect_risk, "delay": delay, "churn": churn}
 
 
 @dataclass
@@ -38,51 +40,22 @@ class Outcome:
     skipped: str | None = None
 
 
-def evidence(result: TrainResult, folder: Path, git_commit: str | None) -> list[Path]:
+def evidence(result: TrainResult, ds: Dataset, folder: Path, git_commit: str | None) -> list[Path]:
     """The plots and the model card a reviewer looks at, written into ``folder``."""
     b, rows, pred = result.bundle, result.test_rows, result.predictions
-    name = result.target
+    spec = target(result.target)
     X = b.frame(rows)
     contributions = b.booster.predict(X, pred_contrib=True)
     paths = [
-        report.shap_summary_plot(contributions, X, folder / "shap_summary.png", f"{name}: drivers on the test rows"),
-        report.importance_plot(b.booster, folder / "feature_importance.png", f"{name}: gain importance"),
+        report.shap_summary_plot(
+            contributions, X, folder / "shap_summary.png", f"{spec.name}: drivers on the test rows"
+        ),
+        report.importance_plot(b.booster, folder / "feature_importance.png", f"{spec.name}: gain importance"),
+        *strategy(spec.kind).plots(spec, b, rows, pred, folder),
     ]
-    if b.kind == "classifier":
-        paths.append(
-            report.reliability_plot(
-                rows[LABEL[name]].to_numpy(),
-                pred["model_probability"],
-                folder / "calibration.png",
-                f"{name}: reliability on the test rows",
-                baseline_prob=pred.get("logistic_regression_probability"),
-                baseline_label="logistic regression",
-            )
-        )
-    else:
-        y = rows["slip_days"].to_numpy()
-        paths.append(
-            report.coverage_plot(
-                y,
-                pred["model_expected_slip_days"],
-                pred["model_lower_days"],
-                pred["model_upper_days"],
-                b.meta["interval_coverage"],
-                folder / "delay_range_coverage.png",
-                "delay: range coverage by predicted slip",
-            )
-        )
-        paths.append(
-            report.reliability_plot(
-                rows["late"].to_numpy(),
-                pred["model_late_probability"],
-                folder / "calibration.png",
-                "delay: reliability of the late probability",
-            )
-        )
     card = report.ModelCard(
-        name=name,
-        target=PURPOSE.get(name, name),
+        name=spec.name,
+        target=ds.meta.get("purpose") or spec.purpose,
         intended_use="Planners ranking upcoming milestones and clients for attention; dashboards.",
         not_intended_for=["Judging individual workers or subcontractors", "Contract or legal decisions on its own"],
         dataset_fingerprint=b.meta["dataset_fingerprint"],
@@ -150,47 +123,64 @@ def run_target(
     from training.tracking import git_commit
 
     client = client or configure(settings)
-    result = train_target(ds.target, ds, settings, oracle)
+    result = train_target(ds, settings, oracle)
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = evidence(result, Path(tmp), git_commit())
+        artifacts = evidence(result, ds, Path(tmp), git_commit())
         registered = log_training(
-            result, settings, client, params_of(result, settings), tags_of(result, ds, source), artifacts
+            result, ds, settings, client, params_of(result, settings), tags_of(result, ds, source), artifacts
         )
     decision = promote(client, ds.target, settings.promotion_tolerance) if gate else None
     return Outcome(ds.target, result, registered, decision)
 
 
-def datasets_from_data(data, settings: Settings, targets: list[str]) -> dict[str, Dataset | str]:
-    """Each asked-for target's dataset, or the reason the data cannot label it."""
-    ctx = Context.build(data.tables, settings)
-    data_hash = tables_fingerprint(data.tables)
+def training_datasets(data_dir: Path, settings: Settings, targets: list[str], load) -> dict[str, Dataset | str]:
+    """Each asked-for target's dataset, or the reason the data cannot label it.
+
+    The datasets are the named artifacts ``eqsms features build`` writes to ``settings.datasets_dir``: one built
+    from the same raw files with the same parameters is reused as it is; any other is built (``load`` validates
+    ``data_dir``, only when something must be built) and written there, so one dataset has one fingerprint
+    whichever command made it.
+    """
+    data_hash = folder_fingerprint(data_dir)
     out: dict[str, Dataset | str] = {}
-    for target in targets:
-        try:
-            out[target] = BUILDERS[target](ctx, data_hash)
-        except TargetUnavailable as err:
-            out[target] = str(err)
-    return out
+    for name in targets:
+        found = reusable_dataset(settings.datasets_dir, target(name), settings, data_hash) if data_hash else None
+        if found is not None:
+            out[name] = found
+    missing = [name for name in targets if name not in out]
+    if missing:
+        data = load(data_dir)
+        ctx = Context.build(data.tables, settings)
+        data_hash = data_hash or tables_fingerprint(data.tables)
+        for name in missing:
+            try:
+                ds = build_dataset(name, ctx, data_hash)
+            except TargetUnavailable as err:
+                out[name] = str(err)
+                continue
+            write_dataset(ds, settings.datasets_dir)
+            out[name] = ds
+    return {name: out[name] for name in targets}
 
 
 def dataset_from_table(
-    path: Path, target: str, label: str, time_column: str, id_columns: list[str], settings: Settings
+    path: Path, name: str, label: str, time_column: str, id_columns: list[str], settings: Settings
 ) -> Dataset:
-    """A feature table a data scientist prepared: ids, a time column (the as_of), a label and feature columns.
+    """A feature table a data scientist prepared: ids, a time column (the as_of), a label and feature columns,
+    trained as the target ``name`` (its kind, metrics and registry name).
 
-    Text columns become categorical features; for ``delay`` the label is the slip in days and ``late`` is derived
-    with the tolerance in settings.
+    Text columns become categorical features; labels the target derives from its own (``late`` from a slip) are
+    derived with the settings. The model card says which column of which table the model learned.
     """
+    spec = target(name)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     missing = [c for c in [label, time_column, *id_columns] if c not in frame]
     if missing:
         raise ValueError(f"{path.name}: no column {', '.join(missing)}; columns: {', '.join(frame.columns)}")
-    frame = frame.rename(columns={time_column: "as_of", label: LABEL[target]})
+    frame = frame.rename(columns={time_column: "as_of", label: spec.label})
     frame["as_of"] = pd.to_datetime(frame["as_of"])
-    labels = [LABEL[target]]
-    if target == "delay":
-        frame["late"] = (frame["slip_days"] > settings.late_tolerance_days).astype("int8")
-        labels.append("late")
+    frame = spec.derive_labels(frame, settings)
+    labels = [c for c in spec.label_columns if c in frame]
     features = [c for c in frame.columns if c not in {*id_columns, "as_of", *labels}]
     for col in features:
         if not pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
@@ -198,14 +188,15 @@ def dataset_from_table(
     frame = frame.sort_values("as_of", kind="stable").reset_index(drop=True)
     digest = tables_fingerprint({"table": frame})
     meta = {
-        "target": target,
+        "target": spec.name,
         "rows": len(frame),
         "feature_columns": features,
         "as_of_window": [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())],
         "fingerprint": digest,
         "source": str(path),
+        "purpose": f"the label column '{label}' of {path.name}, as the {spec.name} model ({spec.purpose})",
     }
-    return Dataset(target, frame, list(id_columns), labels, features, meta)
+    return Dataset(spec.name, frame, list(id_columns), labels, features, meta, str(path))
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
@@ -216,7 +207,7 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
             rows.append([o.target, "-", "-", "-", "-", f"skipped: {o.skipped}"])
             continue
         m = o.result.metrics
-        key = "mae" if o.target == "delay" else "roc_auc"
+        key = target(o.target).headline
         base = next(name for name in m if name not in ("model", "oracle", "reference_class"))
         fmt = "{:.3f}".format
         state = f"v{o.registered.version}"

@@ -2,7 +2,8 @@
 
 Pure functions: each plot function draws one small PNG at the ``path`` it is given and returns that path; nothing
 here talks to MLflow (the caller logs the files). Figures are closed after saving, so calling these in a loop does
-not leak memory. :func:`expected_calibration_error` is also used by the training metrics.
+not leak memory. Importing it switches matplotlib to its headless backend unless pyplot was already imported, so
+only the code that draws imports it (the metrics live in ``training.metrics``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from training.metrics import binary_and_prob, expected_calibration_error  # noqa: E402
+
 if TYPE_CHECKING:
     import lightgbm
 
@@ -36,20 +39,6 @@ BASELINE_COLOUR = "#ff7f0e"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _binary_and_prob(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    p = np.asarray(prob, dtype=np.float64).ravel()
-    if y.shape != p.shape:
-        raise ValueError(f"y_true and prob differ in length: {y.shape[0]} != {p.shape[0]}")
-    if y.size == 0:
-        raise ValueError("y_true and prob are empty")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("y_true must hold only 0 and 1 (no missing labels)")
-    if not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0:
-        raise ValueError("prob must hold finite probabilities in [0, 1]")
-    return y, p
 
 
 def _quantile_bins(x: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,23 +67,6 @@ def _save(fig: Figure, path: Path) -> Path:
 # calibration
 
 
-def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1].
-
-    Bin ``k`` holds the predictions in ``[k / n_bins, (k + 1) / n_bins)``, the last bin also holds 1.0. The ECE is
-    the mean over bins of ``|observed positive rate - mean predicted probability|``, weighted by the share of
-    predictions in the bin (empty bins weigh nothing). 0 is perfect, 1 the worst possible.
-    """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, not {n_bins}")
-    y, p = _binary_and_prob(y_true, prob)
-    index = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    sum_y = np.bincount(index, weights=y, minlength=n_bins)
-    sum_p = np.bincount(index, weights=p, minlength=n_bins)
-    # sum over bins of (n_b / n) * |mean_y_b - mean_p_b| == sum over bins of |sum_y_b - sum_p_b| / n
-    return float(np.abs(sum_y - sum_p).sum() / y.size)
-
-
 def _reliability_points(y: np.ndarray, p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     index, edges = _quantile_bins(p, n_bins)
     k = edges.size - 1
@@ -121,10 +93,10 @@ def reliability_plot(
     gives each curve's ECE (equal-width bins, :func:`expected_calibration_error`); the panel below is a histogram
     of the model's predictions. The axes are zoomed to the range the predictions actually cover.
     """
-    y, p = _binary_and_prob(y_true, prob)
+    y, p = binary_and_prob(y_true, prob)
     curves = [("model", y, p, MODEL_COLOUR)]
     if baseline_prob is not None:
-        _, b = _binary_and_prob(y, baseline_prob)
+        _, b = binary_and_prob(y, baseline_prob)
         curves.append((baseline_label, y, b, BASELINE_COLOUR))
 
     fig = plt.figure(figsize=FIGSIZE)

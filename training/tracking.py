@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import mlflow.data
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from features.settings import REPO_ROOT, Settings
+from eqsms.settings import REPO_ROOT, Settings
+from features.datasets import Dataset
+from features.targets import target
 from training import metrics
 from training.bundle import ModelBundle
-from training.evaluate import HEADLINE, TrainResult, score_rows
+from training.evaluate import TrainResult, score_rows
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas==3.1.1", "numpy>=2.4,<2.5", "scikit-learn==1.9.1"]
@@ -95,12 +98,27 @@ class Registered:
     model_uri: str
 
 
+def log_dataset(ds: Dataset) -> None:
+    """The dataset as the run's input (MLflow's "Datasets used"): its name, fingerprint, source file and schema."""
+    logged = mlflow.data.from_pandas(
+        ds.frame, source=ds.source or "memory", targets=ds.spec.label, name=ds.target, digest=ds.fingerprint[:32]
+    )
+    mlflow.log_input(logged, context="training", tags={"fingerprint": ds.fingerprint})
+
+
 def log_training(
-    result: TrainResult, settings: Settings, client: MlflowClient, params: dict, tags: dict, artifacts: list[Path]
+    result: TrainResult,
+    ds: Dataset,
+    settings: Settings,
+    client: MlflowClient,
+    params: dict,
+    tags: dict,
+    artifacts: list[Path],
 ) -> Registered:
     """One run with everything a reviewer and serving need; then the model is registered as ``@challenger``."""
     bundle = result.bundle
     with mlflow.start_run(experiment_id=experiment_id(client, result.target, settings)) as run:
+        log_dataset(ds)
         mlflow.log_params(params)
         mlflow.set_tags({**tags, "git_commit": git_commit() or "unknown"})
         mlflow.log_metrics(flat_metrics(result))
@@ -142,9 +160,10 @@ def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
         return None
 
 
-def gate_metric(target: str, bundle: ModelBundle, rows: pd.DataFrame) -> float:
-    """The headline metric of a model on given rows: ROC-AUC for the classifiers, MAE for delay."""
-    return score_rows(target, rows, bundle.predict(rows))[HEADLINE[target]]
+def gate_metric(name: str, bundle: ModelBundle, rows: pd.DataFrame) -> float:
+    """The target's headline metric of a model on given rows (ROC-AUC for a classifier, MAE for a slip)."""
+    spec = target(name)
+    return score_rows(spec, rows, bundle.predict(rows))[spec.headline]
 
 
 @dataclass
@@ -169,33 +188,33 @@ class Decision:
         return f"{self.target}: {verb}: {self.reason}{values}"
 
 
-def promote(client: MlflowClient, target: str, tolerance: float) -> Decision:
+def promote(client: MlflowClient, name: str, tolerance: float) -> Decision:
     """Move ``@champion`` to ``@challenger`` if the challenger is no worse on the challenger's test rows.
 
     Both models score the very same rows (logged with the challenger's run); the first model becomes champion.
     The decision and both values are logged to the challenger's run and set as tags on its version.
     """
-    metric = HEADLINE[target]
-    challenger = alias_version(client, target, CHALLENGER)
-    champion = alias_version(client, target, CHAMPION)
+    metric = target(name).headline
+    challenger = alias_version(client, name, CHALLENGER)
+    champion = alias_version(client, name, CHAMPION)
     if challenger is None:
-        return Decision(target, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, metric)
+        return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, metric)
     if champion is None:
-        decision = Decision(target, True, "first model", challenger, None, metric)
+        decision = Decision(name, True, "first model", challenger, None, metric)
     elif champion == challenger:
-        return Decision(target, False, "the challenger already is the champion", challenger, champion, metric)
+        return Decision(name, False, "the challenger already is the champion", challenger, champion, metric)
     else:
-        version = client.get_model_version(target, challenger)
+        version = client.get_model_version(name, challenger)
         rows = pd.read_parquet(
             mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
         )
-        new = gate_metric(target, load_bundle(f"models:/{target}/{challenger}"), rows)
-        old = gate_metric(target, load_bundle(f"models:/{target}/{champion}"), rows)
+        new = gate_metric(name, load_bundle(f"models:/{name}/{challenger}"), rows)
+        old = gate_metric(name, load_bundle(f"models:/{name}/{champion}"), rows)
         better = new >= old - tolerance if metric in metrics.HIGHER_IS_BETTER else new <= old + tolerance
         reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
-        decision = Decision(target, better, reason, challenger, champion, metric, new, old)
+        decision = Decision(name, better, reason, challenger, champion, metric, new, old)
     if decision.promoted:
-        client.set_registered_model_alias(target, CHAMPION, challenger)
+        client.set_registered_model_alias(name, CHAMPION, challenger)
     _record(client, decision)
     return decision
 

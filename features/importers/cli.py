@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from features.settings import get_settings
+from eqsms.cli_kit import fail
+from eqsms.settings import get_settings
 
 console = Console()
 import_app = typer.Typer(
@@ -16,9 +17,10 @@ import_app = typer.Typer(
     add_completion=False,
     help="Map a real export onto the raw data contract (data_samples/IMPORTERS.md).",
 )
-_S = get_settings()
 Out = Annotated[Path, typer.Option(help="folder to write the contract tables (CSV) and import_report.json to")]
-Quarantine = Annotated[Path, typer.Option(help="where rows the validator rejects are written")]
+Quarantine = Annotated[
+    Path | None, typer.Option(help="where rows the validator rejects are written; default: quarantine_dir")
+]
 
 
 def _finish(imported, out: Path, quarantine: Path) -> None:
@@ -32,22 +34,21 @@ def _finish(imported, out: Path, quarantine: Path) -> None:
     console.print(f"contract tables in {out} (report: {out / 'import_report.json'}); quarantine files in {quarantine}")
 
 
-def _run(build, out: Path, quarantine: Path) -> None:
+def _run(build, out: Path, quarantine: Path | None) -> None:
     from features.io import ContractError
 
     try:
         imported = build()
-        _finish(imported, out, quarantine)
+        _finish(imported, out, quarantine or get_settings().quarantine_dir)
     except ContractError as err:
-        console.print(f"[bold red]cannot import:[/] {err}")
-        raise typer.Exit(2) from err
+        fail("cannot import", err)
 
 
 @import_app.command("nyc-sca")
 def nyc_sca(
     path: Annotated[Path, typer.Argument(help="the NYC SCA 'Capital Project Schedules and Budgets' CSV export")],
     out: Out,
-    quarantine: Quarantine = _S.quarantine_dir,
+    quarantine: Quarantine = None,
 ) -> None:
     """NYC School Construction Authority phases -> projects and milestones (a phase is a milestone)."""
     from features.importers.nyc_sca import import_nyc_sca
@@ -60,7 +61,7 @@ def field_forms(
     tasks: Annotated[Path, typer.Argument(help="the field-management tasks export (CSV)")],
     forms: Annotated[Path, typer.Argument(help="the field-management forms export (CSV)")],
     out: Out,
-    quarantine: Quarantine = _S.quarantine_dir,
+    quarantine: Quarantine = None,
 ) -> None:
     """Field-management forms and tasks -> projects, inspections and acceptance milestones."""
     from features.importers.field_forms import import_field_forms

@@ -1,44 +1,72 @@
-"""One typed settings object for every stage.
+"""One typed settings object for every stage, in a section per stage.
 
 Every path and parameter has its default here and nowhere else; CLI options take their defaults from it, and any
-field can be set from the environment with the ``EQSMS_`` prefix (``EQSMS_HORIZON_DAYS=21``). Nothing here does
-work on import: no folder is created and no tracking URI is set until a command asks for it.
+field can be set from the environment with the ``EQSMS_`` prefix (``EQSMS_HORIZON_DAYS=21``). The sections are
+mixins of the one :class:`Settings`, so a field keeps its short name and its environment variable.
+
+Nothing here does work on import, and nothing anywhere reads settings on import: commands and the service call
+:func:`get_settings` when they run, so a changed environment is always seen. Paths are resolved once, when the
+object is made: a relative ``work_dir`` or ``data_dir`` is taken from the working directory at that moment.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EQSMS_", extra="ignore")
+class PathSettings(BaseSettings):
+    """Where things live."""
 
-    # Where things live.
     data_dir: Path = Field(REPO_ROOT / "data_samples" / "world", description="folder of raw exports (contract v1)")
     work_dir: Path = Field(Path("eqsms_work"), description="outputs: quarantine, datasets, models")
 
-    # Targets (DESIGN.md "The three targets").
+    @field_validator("data_dir", "work_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.work_dir / "quarantine"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.work_dir / "datasets"
+
+
+class TargetSettings(BaseSettings):
+    """The targets (DESIGN.md, "The three targets")."""
+
     horizon_days: int = Field(14, ge=0, description="milestone rows are scored this many days before the plan")
     late_tolerance_days: float = Field(7.0, ge=0, description="a milestone is late when it slips more than this")
     churn_window_days: int = Field(365, gt=0, description="no new award within this window after handover = churn")
 
-    # Feature windows.
+
+class FeatureSettings(BaseSettings):
+    """Feature windows: the families derive their feature names from these."""
+
     short_window_days: int = Field(30, gt=0)
     long_window_days: int = Field(90, gt=0)
     recent_weeks: int = Field(4, gt=0, description="resource weeks in the 'recent' SPI, CPI and overtime figures")
 
-    # The synthetic world.
+
+class WorldSettings(BaseSettings):
+    """The synthetic world (``eqsms generate``)."""
+
     generate_projects: int = Field(300, gt=0)
     generate_seed: int = Field(7)
     generate_start: str = Field("2018-01-01", description="first award date of the synthetic world")
 
-    # Training (issue 3): time split shares, backtest, LightGBM, intervals, the promotion gate.
+
+class TrainingSettings(BaseSettings):
+    """Training: time split shares, backtest, LightGBM, intervals, tracking, the promotion gate."""
+
     mlflow_tracking_uri: str | None = Field(
         None, description="tracking store; default: MLFLOW_TRACKING_URI if set, else sqlite in work_dir"
     )
@@ -65,7 +93,10 @@ class Settings(BaseSettings):
     lgb_threads: int = Field(1, gt=0, description="LightGBM threads (1 is fastest here below ~50k rows)")
     promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
 
-    # Serving (issue 4).
+
+class ServingSettings(BaseSettings):
+    """Serving: where it listens, how many workers, levels and limits of the answers."""
+
     host: str = Field("127.0.0.1", description="where `eqsms serve` listens")
     port: int = Field(3000, gt=0, lt=65536)
     risk_levels: dict[str, list[float]] = Field(
@@ -76,25 +107,21 @@ class Settings(BaseSettings):
     serve_workers: int = Field(2, gt=0, description="server processes (one a core here)")
     default_top_k: int = Field(5, ge=0, le=50, description="drivers per prediction unless a request says")
 
+
+class Settings(PathSettings, TargetSettings, FeatureSettings, WorldSettings, TrainingSettings, ServingSettings):
+    """Every stage's section in one object (``settings.horizon_days``, ``settings.serve_workers``)."""
+
+    model_config = SettingsConfigDict(env_prefix="EQSMS_", extra="ignore")
+
     @property
     def tracking_uri(self) -> str:
-        import os
-
         return (
             self.mlflow_tracking_uri
             or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+            or f"sqlite:///{self.work_dir / 'mlflow.db'}"
         )
 
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.work_dir / "quarantine"
 
-    @property
-    def datasets_dir(self) -> Path:
-        return self.work_dir / "datasets"
-
-
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings as the environment says now (cheap: read afresh on every call, never cached)."""
     return Settings()

@@ -1,0 +1,31 @@
+"""The ``eqsms`` console script: the root that each stage's commands plug into (``add_typer``).
+
+Each stage keeps its commands in its own ``cli.py`` and knows nothing of the others' or of this root; a command
+imports its stage's library lazily, so ``eqsms --help`` stays fast, and reads settings when it runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from features.cli import app as features_app
+from features.importers.cli import import_app
+from serving.cli import app as serving_app
+from training.backtest_cli import app as backtest_app
+from training.cli import app as training_app
+from world.cli import app as world_app
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="EQSMS Risk: defect, delay and churn risk before each milestone.",
+)
+app.add_typer(world_app)  # generate: first, as the first step of the README
+app.add_typer(features_app)
+app.add_typer(import_app, name="import")
+app.add_typer(training_app)
+app.add_typer(backtest_app)
+app.add_typer(serving_app)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,246 @@
+"""What differs between a classifier and the slip model, in one strategy each.
+
+A target's ``kind`` (``features.targets``) picks its strategy: how it is fitted, what it outputs, how it is
+scored, which baselines it meets, which plots show it, how a backtest judges it. Everything else in training and
+serving is the same for every target and reads the target's spec; nothing branches on a target's name.
+
+- :class:`Classifier`: a calibrated probability of the label (defect risk, churn).
+- :class:`SlipModel`: the expected slip in days, a conformal range with stated coverage, and the calibrated
+  probability of slipping past the tolerance (delay).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from eqsms.settings import Settings
+from features.targets import CLASSIFIER, SLIP, TargetSpec
+from training import metrics
+from training.baselines import Linear, ReferenceClass, reference_keys
+from training.bundle import ONE_THREAD
+from training.splits import Split
+
+if TYPE_CHECKING:
+    from features.datasets import Dataset
+    from training.bundle import ModelBundle
+
+
+MIN_TEST_FAILURES = 10  # a ROC-AUC on fewer failures says little
+# Issue 5's backtest targets.
+MAE_REDUCTION = 0.15  # delay: MAE at least 15% below the reference class
+COVERAGE_POINTS = 0.05  # delay: range coverage within 5 points of nominal
+AUC_MARGIN = 0.05  # defect risk: ROC-AUC at least 0.05 above the reference class
+
+
+class Classifier:
+    """A binary label; the model's output is a calibrated probability."""
+
+    name = CLASSIFIER
+    main_output = "probability"  # the one number the gate and the directional checks compare
+    linear = "logistic_regression"
+    reports_censoring = False  # backtests: whether the test rows' labels can be cut short by the export's date
+    summary_metrics = ("roc_auc", "pr_auc", "brier", "ece", "precision_top10")
+
+    # ------------------------------------------------------------------------------------------------- fitting
+    def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
+        from training.models import fit_classifier
+
+        X, y = ds.frame[ds.feature_columns], ds.frame[spec.label].to_numpy()
+        Xtr, Xcal = X.iloc[split.train], X.iloc[split.calibration]
+        return fit_classifier(spec.name, Xtr, y[split.train], Xcal, y[split.calibration], settings)
+
+    def outputs(self, bundle: ModelBundle, X) -> dict[str, np.ndarray]:
+        return {"probability": bundle.calibrator(bundle.booster.predict(X, **ONE_THREAD))}
+
+    # ------------------------------------------------------------------------------------------------- judging
+    def score(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, float]:
+        return metrics.classification(rows[spec.label].to_numpy(), pred["probability"])
+
+    def baselines(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> dict[str, dict]:
+        X = ds.frame[ds.feature_columns]
+        Xtr, Xte = X.iloc[split.train], X.iloc[split.test]
+        y = ds.frame[spec.label].to_numpy()[split.train]
+        return {
+            "reference_class": {"probability": ReferenceClass(reference_keys(X)).fit(Xtr, y).predict(Xte)},
+            self.linear: {"probability": Linear(classifier=True).fit(Xtr, y).predict(Xte)},
+        }
+
+    def oracle(self, found: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {"probability": found["truth"].to_numpy()}
+
+    def plots(self, spec: TargetSpec, bundle: ModelBundle, rows: pd.DataFrame, pred: dict, folder: Path) -> list[Path]:
+        from training import report
+
+        return [
+            report.reliability_plot(
+                rows[spec.label].to_numpy(),
+                pred["model_probability"],
+                folder / "calibration.png",
+                f"{spec.name}: reliability on the test rows",
+                baseline_prob=pred.get(f"{self.linear}_probability"),
+                baseline_label="logistic regression",
+            )
+        ]
+
+    # ----------------------------------------------------------------------------------------------- backtests
+    def unusable(self, spec: TargetSpec, ds: Dataset, split: Split) -> str | None:
+        failures = int(ds.frame[spec.label].to_numpy()[split.test].sum())
+        if failures < MIN_TEST_FAILURES or failures == len(split.test):
+            return f"the test part has {failures} failures in {len(split.test)} rows"
+        return None
+
+    def extra_baselines(self, spec: TargetSpec, ds: Dataset, split: Split) -> dict[str, dict[str, float]]:
+        return {}
+
+    def bootstrap_gain(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict, rng, n: int) -> np.ndarray:
+        """ROC-AUC of the model minus the reference class's, on resamples of the test rows."""
+        y = rows[spec.label].to_numpy()
+        p_m, p_r = pred["model_probability"], pred["reference_class_probability"]
+        gains = []
+        for _ in range(n):
+            i = rng.integers(0, len(y), size=len(y))
+            if 0 < y[i].sum() < len(i):
+                gains.append(roc_auc_score(y[i], p_m[i]) - roc_auc_score(y[i], p_r[i]))
+        return np.asarray(gains)
+
+    def target_check(self, ours: dict, ref: dict, settings: Settings) -> dict:
+        gain = ours["roc_auc"] - ref["roc_auc"]
+        return {
+            "metric": "roc_auc",
+            "model": ours["roc_auc"],
+            "reference_class": ref["roc_auc"],
+            "auc_gain": gain,
+            "required": f"ROC-AUC at least {AUC_MARGIN} above the reference class",
+            "met": bool(gain >= AUC_MARGIN),
+        }
+
+
+class SlipModel:
+    """A slip in days: the expected slip, a conformal range and the calibrated probability of being late."""
+
+    name = SLIP
+    main_output = "expected_slip_days"
+    linear = "linear_regression"
+    reports_censoring = True
+    summary_metrics = ("mae", "rmse", "coverage", "mean_width", "late_auc")
+
+    # ------------------------------------------------------------------------------------------------- fitting
+    def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
+        from training.models import fit_slip
+
+        X = ds.frame[ds.feature_columns]
+        slip, late = ds.frame[spec.label].to_numpy(), ds.frame["late"].to_numpy()
+        tr, cal = split.train, split.calibration
+        return fit_slip(spec.name, X.iloc[tr], slip[tr], late[tr], X.iloc[cal], slip[cal], late[cal], settings)
+
+    def outputs(self, bundle: ModelBundle, X) -> dict[str, np.ndarray]:
+        expected = bundle.booster.predict(X, **ONE_THREAD)
+        return {
+            "expected_slip_days": expected,
+            "lower_days": np.minimum(bundle.lower.predict(X, **ONE_THREAD), expected) - bundle.conformal,
+            "upper_days": np.maximum(bundle.upper.predict(X, **ONE_THREAD), expected) + bundle.conformal,
+            "late_probability": bundle.calibrator(bundle.late.predict(X, **ONE_THREAD)),
+        }
+
+    # ------------------------------------------------------------------------------------------------- judging
+    def score(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, float]:
+        return metrics.regression(
+            rows[spec.label].to_numpy(),
+            pred["expected_slip_days"],
+            pred.get("lower_days"),
+            pred.get("upper_days"),
+            rows["late"].to_numpy(),
+            pred.get("late_probability"),
+        )
+
+    def baselines(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> dict[str, dict]:
+        X = ds.frame[ds.feature_columns]
+        Xtr, Xte = X.iloc[split.train], X.iloc[split.test]
+        keys = reference_keys(X)
+        slip, late = ds.frame[spec.label].to_numpy()[split.train], ds.frame["late"].to_numpy()[split.train]
+        alpha = (1 - settings.interval_coverage) / 2
+        return {
+            "reference_class": {
+                "expected_slip_days": ReferenceClass(keys, stat="0.5").fit(Xtr, slip).predict(Xte),
+                "lower_days": ReferenceClass(keys, stat=str(alpha)).fit(Xtr, slip).predict(Xte),
+                "upper_days": ReferenceClass(keys, stat=str(1 - alpha)).fit(Xtr, slip).predict(Xte),
+                "late_probability": ReferenceClass(keys).fit(Xtr, late).predict(Xte),
+            },
+            self.linear: {
+                "expected_slip_days": Linear(classifier=False).fit(Xtr, slip).predict(Xte),
+                "late_probability": Linear(classifier=True).fit(Xtr, late).predict(Xte),
+            },
+        }
+
+    def oracle(self, found: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {"expected_slip_days": found["truth"].to_numpy(), "late_probability": found["p_late"].to_numpy()}
+
+    def plots(self, spec: TargetSpec, bundle: ModelBundle, rows: pd.DataFrame, pred: dict, folder: Path) -> list[Path]:
+        from training import report
+
+        return [
+            report.coverage_plot(
+                rows[spec.label].to_numpy(),
+                pred["model_expected_slip_days"],
+                pred["model_lower_days"],
+                pred["model_upper_days"],
+                bundle.meta["interval_coverage"],
+                folder / "delay_range_coverage.png",
+                f"{spec.name}: range coverage by predicted slip",
+            ),
+            report.reliability_plot(
+                rows["late"].to_numpy(),
+                pred["model_late_probability"],
+                folder / "calibration.png",
+                f"{spec.name}: reliability of the late probability",
+            ),
+        ]
+
+    # ----------------------------------------------------------------------------------------------- backtests
+    def unusable(self, spec: TargetSpec, ds: Dataset, split: Split) -> str | None:
+        return None
+
+    def extra_baselines(self, spec: TargetSpec, ds: Dataset, split: Split) -> dict[str, dict[str, float]]:
+        """The "it will be on time" baseline: a slip of 0 days and no chance of being late."""
+        y = ds.frame[spec.label].to_numpy()[split.test]
+        late = ds.frame["late"].to_numpy()[split.test]
+        zero = np.zeros(len(y))
+        return {"on_time": metrics.regression(y, zero, zero, zero, late, zero)}
+
+    def bootstrap_gain(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict, rng, n: int) -> np.ndarray:
+        """The MAE reduction against the reference class, on resamples of the test rows."""
+        y = rows[spec.label].to_numpy()
+        err_m = np.abs(pred["model_expected_slip_days"] - y)
+        err_r = np.abs(pred["reference_class_expected_slip_days"] - y)
+        idx = rng.integers(0, len(y), size=(n, len(y)))
+        return 1 - err_m[idx].mean(axis=1) / err_r[idx].mean(axis=1)
+
+    def target_check(self, ours: dict, ref: dict, settings: Settings) -> dict:
+        reduction = 1 - ours["mae"] / ref["mae"] if ref["mae"] else float("nan")
+        off = abs(ours["coverage"] - settings.interval_coverage)
+        return {
+            "metric": "mae",
+            "model": ours["mae"],
+            "reference_class": ref["mae"],
+            "mae_reduction": reduction,
+            "required": f"MAE at least {MAE_REDUCTION:.0%} below the reference class; coverage within "
+            f"{COVERAGE_POINTS * 100:.0f} points of {settings.interval_coverage:.0%}",
+            "coverage": ours["coverage"],
+            "nominal_coverage": settings.interval_coverage,
+            "mae_met": bool(reduction >= MAE_REDUCTION),
+            "coverage_met": bool(off <= COVERAGE_POINTS),
+            "met": bool(reduction >= MAE_REDUCTION and off <= COVERAGE_POINTS),
+        }
+
+
+KINDS: dict[str, Classifier | SlipModel] = {CLASSIFIER: Classifier(), SLIP: SlipModel()}
+LEGACY_KINDS = {"delay": SLIP}  # bundles logged before the target specs named the slip kind after its target
+
+
+def strategy(kind: str) -> Classifier | SlipModel:
+    return KINDS[LEGACY_KINDS.get(kind, kind)]

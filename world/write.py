@@ -1,0 +1,153 @@
+"""Writing a world: the six contract tables, the oracle and (when dirty) the fault manifest, as CSV or Parquet.
+
+:func:`write_world` is the only function of the ``world`` package that touches the file system;
+:func:`generate_world` is simulate + write, the entry of ``eqsms generate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eqsms.settings import Settings
+from features.contract import TABLES, Kind
+from world.faults import inject_faults
+from world.observe import World, simulate_world
+
+FORMATS = ("csv", "parquet")
+DIRTY_IS_CSV = "dirty output is CSV only (faulty values cannot be stored in typed Parquet columns)"
+
+
+@dataclass
+class WorldReport:
+    """What was written: rows per table, the snapshot, the observed label rates and the oracle's AUCs."""
+
+    out_dir: Path
+    fmt: str
+    snapshot: pd.Timestamp
+    rows: dict[str, int]
+    rates: dict[str, float]
+    late_tolerance: float
+    faults: int = 0
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self):
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=f"synthetic world in {self.out_dir} ({self.fmt}), snapshot {self.snapshot.date()}")
+        t.add_column("table")
+        t.add_column("rows", justify="right")
+        for name, n in self.rows.items():
+            t.add_row(name, f"{n:,}")
+        r = self.rates
+        t.add_section()
+        t.add_row("first-pass failures", f"{r['defect_risk_rate']:.1%} (oracle AUC {r['defect_risk_auc']:.2f})")
+        t.add_row(
+            f"late milestones (> {self.late_tolerance:g} d)", f"{r['late_rate']:.1%} (oracle AUC {r['late_auc']:.2f})"
+        )
+        t.add_row("slip median / p90 (days)", f"{r['slip_median']:.0f} / {r['slip_p90']:.0f}")
+        t.add_row("churn (complete windows)", f"{r['churn_rate']:.1%} (oracle AUC {r['churn_auc']:.2f})")
+        if self.faults:
+            t.add_row("faults (faults.csv)", f"{self.faults:,}")
+        return t
+
+
+def to_csv_frame(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A typed table as the strings a CSV export holds: ISO dates and timestamps, true/false, '' when missing."""
+    out = {}
+    for col in TABLES[table].columns:
+        s = frame[col.name]
+        if col.kind == Kind.DATE:
+            v = s.to_numpy().astype("datetime64[D]").astype(str)
+        elif col.kind == Kind.TIMESTAMP:
+            v = s.to_numpy().astype("datetime64[s]").astype(str)
+        elif col.kind == Kind.BOOL:
+            v = np.where(s.isna().to_numpy(), "", np.where(s.fillna(False).to_numpy(bool), "true", "false"))
+        else:
+            v = s.to_numpy().astype(str)
+        v = np.where(v == "NaT", "", v).astype(object)
+        out[col.name] = v
+    return pd.DataFrame(out)
+
+
+def _check_format(fmt: str, dirty: float) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be csv or parquet, not {fmt!r}")
+    if dirty and fmt != "csv":
+        raise ValueError(DIRTY_IS_CSV)
+
+
+def _clear(out_dir: Path) -> None:
+    """Remove the table, oracle and fault files of an earlier world, so a folder never mixes two worlds."""
+    for name in [*TABLES, "oracle", "faults"]:
+        for suffix in (".csv", ".parquet", ".csv.gz"):
+            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def _write_parquet(world: World, out_dir: Path) -> list[Path]:
+    """Typed tables and the oracle as Parquet; the table files written."""
+    files = []
+    for name, frame in world.tables.items():
+        path = out_dir / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        files.append(path)
+    world.oracle.to_parquet(out_dir / "oracle.parquet", index=False)
+    return files
+
+
+def _write_csv(world: World, out_dir: Path, dirty: float) -> tuple[list[Path], int]:
+    """Tables (with faults when ``dirty``), the manifest and the oracle as CSV; the files written (manifest and
+    tables) and the number of injected faults."""
+    files = []
+    n_faults = 0
+    frames = {name: to_csv_frame(name, frame) for name, frame in world.tables.items()}
+    if dirty:
+        frames, faults = inject_faults(frames, dirty, np.random.default_rng([world.seed, 1]))
+        faults.to_csv(out_dir / "faults.csv", index=False, lineterminator="\n")
+        n_faults = int((faults["cause"] == "injected").sum())
+        files.append(out_dir / "faults.csv")
+    for name, frame in frames.items():
+        path = out_dir / f"{name}.csv"
+        frame.to_csv(path, index=False, lineterminator="\n")
+        files.append(path)
+    world.oracle.to_csv(out_dir / "oracle.csv", index=False, lineterminator="\n")
+    return files, n_faults
+
+
+def write_world(world: World, out_dir: Path, fmt: str = "csv", dirty: float = 0.0) -> WorldReport:
+    """Write the six tables, ``oracle.<fmt>`` and (when dirty) ``faults.csv`` into ``out_dir``.
+
+    Old table, oracle and fault files in ``out_dir`` are removed first so a folder never mixes two worlds. Faults
+    are drawn from their own generator (seeded from the world's seed), so a dirty world is a corrupted copy of the
+    clean world of the same seed. Dirty output is CSV only: a Parquet column cannot hold '31/02/2021' as a date.
+    """
+    _check_format(fmt, dirty)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear(out_dir)
+    if fmt == "parquet":
+        files, n_faults = _write_parquet(world, out_dir), 0
+    else:
+        files, n_faults = _write_csv(world, out_dir, dirty)
+    files.append(out_dir / f"oracle.{fmt}")
+    rows = {name: len(frame) for name, frame in world.tables.items()}
+    return WorldReport(out_dir, fmt, world.snapshot, rows, world.rates(), world.late_tolerance, n_faults, files)
+
+
+def generate_world(
+    n_projects: int,
+    seed: int,
+    out_dir: Path,
+    fmt: str = "csv",
+    dirty: float = 0.0,
+    settings: Settings | None = None,
+) -> WorldReport:
+    """Simulate a world of ``n_projects`` projects with ``seed`` and write it to ``out_dir`` (the CLI's entry).
+
+    ``settings`` (read when called if none is given) supply the start date, churn window and late tolerance.
+    """
+    _check_format(fmt, dirty)  # before the simulation, not after it
+    return write_world(simulate_world(n_projects, seed, settings=settings), Path(out_dir), fmt, dirty)
