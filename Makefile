@@ -9,7 +9,7 @@ WORK := $(or $(EQSMS_WORK_DIR),eqsms_work)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test lint format bench-features bench-training bench-serving bench-real sample-data notebooks clean
+.PHONY: help install run test test-fast lint format bench-features bench-training bench-serving bench-real sample-data notebooks clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,10 +28,13 @@ run: $(STAMP) ## the main job on the embedded defaults: validate, build datasets
 	$(EQSMS) train --promote
 	$(PY) -m serving.smoke
 
-test: $(STAMP) ## lint, then the whole test suite
+test: $(STAMP) ## lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
+
+test-fast: $(STAMP) ## the suite without the tests marked slow (real servers, bento, notebook, README runs)
+	$(VENV)/bin/pytest -m "not slow"
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .

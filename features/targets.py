@@ -193,8 +193,7 @@ _SPECS = (
         build_rows=slip_rows,
         labelled_by=("milestones.actual_date",),
         headline="mae",
-        purpose="expected slip of a milestone in days, a range with stated coverage, and the probability of being "
-        "late",
+        purpose="expected slip of a milestone in days, a range with stated coverage, and the probability of being late",
         outcome="the expected slip",
         unit="days",
         reference_class="the median slip (and its quantiles) per milestone kind and project type in the training rows",

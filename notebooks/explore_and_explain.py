@@ -23,6 +23,7 @@
 # notebook reads the generated sample world in `data_samples/world` (300 projects) and writes to `eqsms_work/`.
 
 # %%
+import os
 import sys
 from importlib.metadata import version
 
@@ -32,12 +33,15 @@ import pandas as pd
 from IPython.display import Image, display
 
 from eqsms.settings import REPO_ROOT, Settings
-from features.datasets import TARGETS, latest_fact, project_milestone_features
+from features.contract import latest_fact
+from features.datasets import project_milestone_features
 from features.families import Context
+from features.registry import feature_specs
+from features.targets import TARGETS
 from features.validate import load
 from serving.drivers import top_drivers
 from training import report, tracking
-from training.evaluate import LABEL, read_oracle
+from training.evaluate import read_oracle
 from training.pipeline import datasets_from_data, run_target
 
 print(f"Python {sys.version.split()[0]} in {sys.prefix}")
@@ -50,8 +54,8 @@ print(", ".join(f"{package} {version(package)}" for package in ("pandas", "light
 # data and MLflow store wherever Jupyter was started.
 
 # %%
+os.chdir(REPO_ROOT)  # settings resolve relative folders from the working directory, once, when they are made
 settings = Settings()
-settings = Settings(data_dir=REPO_ROOT / settings.data_dir, work_dir=REPO_ROOT / settings.work_dir)
 print("data folder:   ", settings.data_dir)
 print("work folder:   ", settings.work_dir)
 print("MLflow store:  ", settings.tracking_uri)
@@ -230,7 +234,7 @@ display(Image(filename=shap_png))
 # %%
 predicted = bundle.predict(test_rows)
 if bundle.kind == "classifier":
-    observed, probability = test_rows[LABEL[explain]], predicted["probability"]
+    observed, probability = test_rows[TARGETS[explain].label], predicted["probability"]
 else:
     observed, probability = test_rows["late"], predicted["late_probability"]
 calibration_png = report.reliability_plot(
@@ -265,7 +269,8 @@ print(f"{row['milestone_id'].iloc[0]} ({row['milestone_kind'].iloc[0]}) of proje
 for name, model in models.items():
     X_row = model.frame(row)
     columns = {feature: X_row[feature].to_numpy() for feature in model.features}
-    (drivers,) = top_drivers(model.contributions(X_row), model.features, columns, name, top_k=5)
+    contributions = model.contributions(X_row)
+    (drivers,) = top_drivers(contributions, model.features, columns, TARGETS[name], 5, feature_specs(settings))
     print(f"\n{name} ({drivers[0]['unit'] if drivers else ''}):")
     for driver in drivers:
         print(f"  {driver['contribution']:+.2f}  {driver['text']}")

@@ -8,39 +8,18 @@ divides responsibility (DESIGN.md); a feature the registry does not know is told
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
-from functools import lru_cache
-from types import MappingProxyType
 
 import numpy as np
 
-from eqsms.settings import get_settings
-from features.registry import TECHNICAL, FeatureSpec, feature_specs
-
-OUTCOME = {
-    "defect_risk": "first-pass failure risk",
-    "delay": "the expected slip",
-    "churn": "the risk of losing the client",
-    "late": "the probability of being late",
-}
-UNIT = {"defect_risk": "log-odds", "churn": "log-odds", "delay": "days", "late": "log-odds"}
+from features.registry import TECHNICAL, FeatureSpec
+from features.targets import TargetSpec
 
 
-def default_specs() -> Mapping[str, FeatureSpec]:
-    """The registry resolved with :func:`get_settings`: building settings from the environment costs milliseconds,
-    so it is done again only when an ``EQSMS_`` variable changes (callers holding settings pass their own specs)."""
-    return _specs_of_env(tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith("EQSMS_"))))
-
-
-@lru_cache(maxsize=8)
-def _specs_of_env(env: tuple[tuple[str, str], ...]) -> Mapping[str, FeatureSpec]:
-    return MappingProxyType(feature_specs(get_settings()))
-
-
-def describe(feature: str, value, specs: Mapping[str, FeatureSpec] | None = None) -> tuple[str, str]:
-    """The feature and its value in words, and the department that owns it (``specs`` default: the environment's)."""
-    spec = (default_specs() if specs is None else specs).get(feature)
+def describe(feature: str, value, specs: Mapping[str, FeatureSpec]) -> tuple[str, str]:
+    """The feature and its value in words, and the department that owns it, as ``specs`` (the registry resolved
+    with the settings the features were computed with) declares them."""
+    spec = specs.get(feature)
     if spec is None:
         template, department = feature.replace("_", " ") + ": {v}", TECHNICAL
     else:
@@ -70,18 +49,13 @@ def top_drivers(
     contributions: np.ndarray,
     features: list[str],
     columns: Mapping[str, np.ndarray],
-    model: str,
+    target: TargetSpec,
     top_k: int,
-    *,
-    specs: Mapping[str, FeatureSpec] | None = None,
+    specs: Mapping[str, FeatureSpec],
 ) -> list[list[dict]]:
-    """For each row, its ``top_k`` features by absolute contribution (the last column, the bias, is left out).
-
-    ``specs``: the registry resolved with the settings the features were computed with
-    (``features.registry.feature_specs(settings)``); default: :func:`default_specs`.
+    """For each row, its ``top_k`` features by absolute contribution (the last column, the bias, is left out),
+    told as pushing the target's outcome up or down (``specs``: ``features.registry.feature_specs(settings)``).
     """
-    if specs is None:
-        specs = default_specs()
     contrib = contributions[:, : len(features)]
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
     out = []
@@ -99,11 +73,11 @@ def top_drivers(
                 {
                     "feature": features[j],
                     "value": value,
-                    "text": f"{text} ({department}) pushed {OUTCOME[model]} {direction}",
+                    "text": f"{text} ({department}) pushed {target.outcome} {direction}",
                     "department": department,
                     "direction": direction,
                     "contribution": round(size, 4),
-                    "unit": UNIT[model],
+                    "unit": target.unit,
                 }
             )
         out.append(drivers)

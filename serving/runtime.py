@@ -8,6 +8,7 @@ all rows of a request in one call per model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from features.datasets import MilestoneIndex, churn_columns, milestone_columns, 
 from features.families import Columns, Context
 from features.io import ContractError
 from features.pit import to_seconds
+from features.registry import FeatureSpec, feature_specs
 from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, TargetSpec, of_scope, target
 from features.validate import load
 from serving import schemas
@@ -39,7 +41,7 @@ class Champion:
     trained_at: str | None = None
 
 
-def model_info(champion: Champion, bundle: ModelBundle) -> schemas.ModelInfo:
+def model_info(champion: Champion, bundle: ModelBundle, specs: Mapping[str, FeatureSpec]) -> schemas.ModelInfo:
     """What ``/v1/models`` says of a model: its registry facts, its target, its data, its test metrics, its
     features as the registry declares them. The one place this is written."""
     meta, spec = bundle.meta, target(champion.name)
@@ -52,13 +54,22 @@ def model_info(champion: Champion, bundle: ModelBundle) -> schemas.ModelInfo:
         test_metrics=meta.get("test_metrics", {}),
         features=bundle.features,
         categorical_features=bundle.categorical,
-        feature_details=feature_details(bundle, spec),
+        feature_details=[feature_info(name, spec.name, specs.get(name)) for name in bundle.features],
     )
 
 
-def feature_details(bundle: ModelBundle, spec: TargetSpec) -> list[schemas.FeatureInfo]:
-    """Each of the model's features as the feature registry declares it (with the windows it was trained with)."""
-    return [schemas.FeatureInfo(name=name) for name in bundle.features]
+def feature_info(name: str, model: str, declared: FeatureSpec | None) -> schemas.FeatureInfo:
+    """A model's feature as the registry declares it; a feature it does not know, by its name alone."""
+    if declared is None:
+        return schemas.FeatureInfo(name=name)
+    return schemas.FeatureInfo(
+        name=name,
+        unit=declared.unit,
+        department=declared.department,
+        description=declared.description,
+        monotone=declared.monotone.get(model, 0),
+        categorical=declared.categorical,
+    )
 
 
 class NotReady(Exception):
@@ -137,7 +148,8 @@ class Engine:
         self.settings = settings
         self.tables = tables
         self.bundles = bundles
-        self.info = {name: model_info(champions[name], bundle) for name, bundle in bundles.items()}
+        self.feature_specs = feature_specs(settings)  # the registry with the windows the features are computed with
+        self.info = {name: model_info(champions[name], bundle, self.feature_specs) for name, bundle in bundles.items()}
         self.ctx = Context.build(tables, settings)
         self.projects = tables["projects"].set_index("project_id", drop=False)
         milestones = tables["milestones"]
@@ -181,8 +193,7 @@ class Engine:
         # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
         # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
         contrib = bundle.contributions(frame)
-        spec = target(name)
-        drivers = top_drivers(contrib, bundle.features, columns, spec.outcome, spec.unit, top_k)
+        drivers = top_drivers(contrib, bundle.features, columns, target(name), top_k, self.feature_specs)
         return Scored(outputs, drivers)
 
     def _answers(self, scope: str, columns: Columns, top_k: int) -> dict[str, list]:

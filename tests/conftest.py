@@ -32,9 +32,16 @@ def pytest_unconfigure(config) -> None:
 
 @dataclass
 class Champions:
-    work_dir: Path
-    data_dir: Path
+    settings: object  # eqsms.settings.Settings of the store
     outcomes: dict  # target -> training.pipeline.Outcome (the trained bundle and its test rows)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.settings.work_dir
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment a server process needs to find this store and data."""
@@ -48,15 +55,19 @@ class Champions:
 
 @pytest.fixture(scope="session")
 def champions(tmp_path_factory) -> Champions:
-    """defect_risk, delay and churn trained on data_samples/world and promoted (the first model is champion)."""
+    """Every target trained on data_samples/world, scored against its oracle and promoted (the first model is
+    champion): the suite's one full training, shared by the training, engine and serving tests."""
     from eqsms.settings import Settings, get_settings
+    from features.targets import TARGETS
     from features.validate import load
     from training import tracking
+    from training.evaluate import read_oracle
     from training.pipeline import datasets_from_data, run_target
 
     data_dir = get_settings().data_dir
     settings = Settings(work_dir=tmp_path_factory.mktemp("champions"), data_dir=data_dir)
     client = tracking.configure(settings)
-    datasets = datasets_from_data(load(data_dir), settings, ["defect_risk", "delay", "churn"])
-    outcomes = {name: run_target(ds, settings, None, "test", True, client) for name, ds in datasets.items()}
-    return Champions(settings.work_dir.resolve(), data_dir, outcomes)
+    datasets = datasets_from_data(load(data_dir), settings, list(TARGETS))
+    oracle = read_oracle(data_dir)
+    outcomes = {name: run_target(ds, settings, oracle, str(data_dir), True, client) for name, ds in datasets.items()}
+    return Champions(settings, outcomes)

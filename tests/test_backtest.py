@@ -112,6 +112,7 @@ def test_backtest_on_the_sample_world(sample_tables, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_backtest_command_logs_without_registering(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # work_dir is relative: the store lands in tmp_path/eqsms_work
@@ -164,6 +165,7 @@ def readme_results_table() -> dict[tuple[str, str], float]:
     return out
 
 
+@pytest.mark.slow
 @needs_real
 def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
     """README's real-data commands, run as written from a checkout beside ../shared/real, give README's figures."""

@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 
 from eqsms.settings import Settings
+from features.contract import latest_fact
 from features.datasets import (
-    churn,
-    defect_risk,
-    delay,
-    latest_fact,
+    build_dataset,
     milestone_rows,
     open_milestones,
     project_milestone_features,
@@ -195,39 +193,38 @@ def test_missing_facts_give_missing_features(ctx, tables):
 
 
 def test_defect_risk_and_delay_rows(ctx, tables):
-    ds = defect_risk(ctx)
+    ds = build_dataset("defect_risk", ctx)
     frame = ds.frame.set_index("milestone_id")
     assert list(frame.index) == ["M0", "M1", "M2", "M3"]  # M4 is not reached yet
     assert frame.loc["M3", "as_of"] == AS_OF
     assert frame["first_pass_failed"].tolist() == [1, 0, 1, 0]
-    dl = delay(ctx).frame.set_index("milestone_id")
+    dl = build_dataset("delay", ctx).frame.set_index("milestone_id")
     assert dl["slip_days"].tolist() == [10.0, 10.0, 20.0, 20.0]
     assert dl["late"].tolist() == [1, 1, 1, 1]
-    assert ds.feature_columns == delay(ctx).feature_columns
+    assert ds.feature_columns == build_dataset("delay", ctx).feature_columns
     assert set(ds.categorical_columns) == {"project_type", "region", "milestone_kind"}
-    assert len(ds.fingerprint) == 64
 
 
 def test_churn_rows(ctx, tables):
     assert latest_fact(tables) == pd.Timestamp("2021-03-01")  # P2's award
-    frame = churn(ctx).frame.set_index("project_id")
+    frame = build_dataset("churn", ctx).frame.set_index("project_id")
     # P0: C1 came back (P1 awarded 52 days later); P3: C2 never did; P1's window is not over.
     assert frame["churned"].to_dict() == {"P0": 0, "P3": 1}
     assert frame.loc["P3", "as_of"] == pd.Timestamp("2019-12-01")
 
 
 def test_fingerprint_changes_with_data_and_settings(tables):
-    base = defect_risk(Context.build(tables, Settings()), "a").fingerprint
-    assert defect_risk(Context.build(tables, Settings()), "a").fingerprint == base
-    assert defect_risk(Context.build(tables, Settings()), "b").fingerprint != base
-    assert defect_risk(Context.build(tables, Settings(horizon_days=21)), "a").fingerprint != base
+    base = build_dataset("defect_risk", Context.build(tables, Settings()), "a").fingerprint
+    assert build_dataset("defect_risk", Context.build(tables, Settings()), "a").fingerprint == base
+    assert build_dataset("defect_risk", Context.build(tables, Settings()), "b").fingerprint != base
+    assert build_dataset("defect_risk", Context.build(tables, Settings(horizon_days=21)), "a").fingerprint != base
 
 
 def test_serving_rows_are_the_open_milestones_with_training_features(ctx, tables):
     """At the as_of of a training row, the serving path gives that row's features exactly."""
     served = project_milestone_features(ctx, tables, ["P1"], as_of=AS_OF)
     assert served["milestone_id"].tolist() == ["M3"]  # M1 and M2 were reached before 2020-12-17
-    trained = defect_risk(ctx).frame.set_index("milestone_id").loc[["M3"], served.columns[1:]]
+    trained = build_dataset("defect_risk", ctx).frame.set_index("milestone_id").loc[["M3"], served.columns[1:]]
     pd.testing.assert_frame_equal(served.set_index("milestone_id"), trained, check_categorical=False)
 
 

@@ -111,6 +111,7 @@ def test_the_churn_window_and_late_tolerance_come_from_settings(world, settings)
 # --- packaging ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning")  # the pattern style BentoML reads
 def test_the_world_does_not_ship_in_the_bento():
     """The bento carries features, training and serving; none of them imports world, and no include takes it."""
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())

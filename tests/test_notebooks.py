@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,7 @@ def tagged(notebook, tag: str):
     return cell
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_the_sample(tmp_path, monkeypatch):
     notebook = convert_as_readme_says(tmp_path / "layout")
     assert notebook.metadata.kernelspec.name == "python3"

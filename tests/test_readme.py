@@ -10,6 +10,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from eqsms.cli import app
@@ -35,6 +37,7 @@ def test_readme_make_targets_exist():
         assert dry.returncode == 0, f"{command}: {dry.stderr}"
 
 
+@pytest.mark.slow
 def test_readme_eqsms_commands_run_in_order(tmp_path, monkeypatch):
     """The commands run one after another in a scratch copy of the layout they expect."""
     (tmp_path / "data_samples").symlink_to(ROOT / "data_samples")
@@ -50,6 +53,13 @@ def test_readme_eqsms_commands_run_in_order(tmp_path, monkeypatch):
         assert result.exit_code == 0, f"{command}\n{result.output}"
     datasets = sorted(p.name for p in (tmp_path / "eqsms_work" / "datasets").glob("*.parquet"))
     assert datasets == ["churn.parquet", "defect_risk.parquet", "delay.parquet"]
-    # The committed sample world is exactly what README's generate command writes.
+    # The committed sample world is exactly what README's generate command writes: the tables byte for byte; the
+    # oracle's probabilities to 1e-12, because numpy's exp and log differ in the last bit between processors (the
+    # machine CI runs on writes a few oracle values 1 ulp away from the committed file).
     for committed in sorted((ROOT / "data_samples" / "world").iterdir()):
-        assert (tmp_path / "regenerated" / committed.name).read_bytes() == committed.read_bytes(), committed.name
+        regenerated = tmp_path / "regenerated" / committed.name
+        if committed.name != "oracle.csv":
+            assert regenerated.read_bytes() == committed.read_bytes(), committed.name
+            continue
+        new, old = pd.read_csv(regenerated), pd.read_csv(committed)
+        pd.testing.assert_frame_equal(new, old, check_exact=False, rtol=1e-12, atol=0)

@@ -28,6 +28,7 @@ from features.registry import (
     features_markdown,
     plan_features,
 )
+from features.targets import target as target_spec
 from features.validate import validate_tables
 from serving.drivers import describe, top_drivers
 from tests.tiny_world import raw_frames
@@ -150,22 +151,19 @@ def test_driver_texts_with_default_windows_are_unchanged(monkeypatch):
     }
     for (feature, value), words in expected.items():
         assert describe(feature, value, specs) == words, feature
-        assert describe(feature, value) == words, feature  # the environment's settings: the defaults here
 
 
-def test_top_drivers_tell_the_window_of_the_settings_given(monkeypatch):
+def test_top_drivers_tell_the_window_of_the_settings_given():
     contributions = np.array([[0.4, -0.1, 0.0, 0.05]])
     features = ["inspections_failed_14d", "defects_open", "csat_latest", "my_own_score"]
     columns = {name: np.array([value]) for name, value in zip(features, [3.0, 7.0, 4.0, 1.5], strict=True)}
-    (drivers,) = top_drivers(contributions, features, columns, "defect_risk", 3, specs=feature_specs(OTHER))
+    (drivers,) = top_drivers(contributions, features, columns, target_spec("defect_risk"), 3, feature_specs(OTHER))
     assert [d["text"] for d in drivers] == [
         "3 failed inspections in the last 14 days (quality) pushed first-pass failure risk up",
         "open defects: 7 (quality) pushed first-pass failure risk down",
         "my own score: 1.5 (technical) pushed first-pass failure risk up",
     ]
-    monkeypatch.setenv("EQSMS_SHORT_WINDOW_DAYS", "14")  # the default specs follow the environment
-    (again,) = top_drivers(contributions, features, columns, "defect_risk", 3)
-    assert again == drivers
+    assert {d["unit"] for d in drivers} == {"log-odds"}
 
 
 def test_categorical_and_plan_flags(tables):

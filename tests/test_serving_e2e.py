@@ -17,6 +17,8 @@ import yaml
 
 from serving.local import HOST, call, free_port, start, stop, wait_ready
 
+pytestmark = pytest.mark.slow  # real server processes and a bento build: `make test-fast` skips them
+
 ROOT = Path(__file__).resolve().parent.parent
 README_URL = "http://127.0.0.1:3000"
 

@@ -20,11 +20,11 @@ import pytest
 from mlflow import MlflowClient
 
 from eqsms.settings import Settings, get_settings
-from features.datasets import defect_risk, write_dataset
+from features.datasets import build_dataset, write_dataset
 from features.families import Context
+from features.targets import target as target_of
 from features.validate import load
 from training import tracking
-from training.evaluate import read_oracle
 from training.pipeline import datasets_from_data, run_target
 
 SAMPLE = get_settings().data_dir
@@ -35,15 +35,11 @@ def data():
     return load(SAMPLE)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data):
-    """All three models trained once with the gate into a fresh sqlite store."""
-    settings = Settings(work_dir=tmp_path_factory.mktemp("work"))
-    client = tracking.configure(settings)
-    datasets = datasets_from_data(data, settings, ["defect_risk", "delay", "churn"])
-    oracle = read_oracle(SAMPLE)
-    outcomes = {name: run_target(ds, settings, oracle, str(SAMPLE), True, client) for name, ds in datasets.items()}
-    return settings, client, outcomes
+@pytest.fixture
+def trained(champions):
+    """The session's three models (conftest: trained once with the gate into a fresh sqlite store), with MLflow
+    pointed at their store again (other tests point it elsewhere)."""
+    return champions.settings, tracking.configure(champions.settings), champions.outcomes
 
 
 def test_registry_after_first_training(trained):
@@ -85,7 +81,8 @@ def test_run_has_the_evidence_and_the_model_travels_with_what_serving_needs(trai
         for key, value in outcome.result.bundle.predict(rows).items():
             np.testing.assert_array_equal(loaded.predict(rows)[key], value, err_msg=f"{name}.{key}")
         card = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")).read_text()
-        assert "reference_class" in card and "Known limits" in card.replace("known limits", "Known limits")
+        assert "reference_class" in card and "## Known limits" in card
+        assert target_of(name).purpose in card  # the card says what this model predicts, not another's purpose
 
 
 def _vary(bundle, rows: pd.DataFrame, feature: str, values: list[float]) -> np.ndarray:
@@ -153,7 +150,7 @@ def test_train_cli_on_a_prepared_feature_table(tmp_path, data, monkeypatch):
     from eqsms.cli import app
 
     settings = Settings(work_dir=tmp_path)
-    table = write_dataset(defect_risk(Context.build(data.tables, settings)), tmp_path / "prepared")
+    table = write_dataset(build_dataset("defect_risk", Context.build(data.tables, settings)), tmp_path / "prepared")
     monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
     args = ["train", "--model", "defect_risk", "--dataset", str(table), "--target", "first_pass_failed"]
     args += ["--time-column", "as_of", "--id-columns", "milestone_id,project_id", "--promote"]
@@ -199,6 +196,7 @@ def mlflow_server(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_training_against_a_real_tracking_server(mlflow_server, tmp_path, data):
     settings = Settings(work_dir=tmp_path / "work", mlflow_tracking_uri=mlflow_server)
     client = tracking.configure(settings)

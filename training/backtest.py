@@ -13,8 +13,8 @@
 - Metrics and baselines are those of ``training.evaluate.train_target`` (reference class: the median slip, or the
   failure rate, per milestone kind and project type in the training rows), plus "on time" (a slip of 0 days) for
   delay, on the same test rows. The targets of issue 5 are checked and said met or not.
-- Features a real export cannot know in time are left out (``PLAN_FEATURES``: how many milestones the project will
-  have, which a firm's export knows only at export time when milestones are added as work goes).
+- Features a real export cannot know in time are left out (the registry's plan features: how many milestones the
+  project will have, which a firm's export knows only at export time when milestones are added as work goes).
 
 Pure apart from :func:`log_backtest` (MLflow) and :func:`write_results`.
 """
@@ -33,6 +33,7 @@ from eqsms.settings import Settings
 from features.datasets import Dataset
 from features.datasets import build_dataset as build_target_dataset
 from features.families import Context
+from features.registry import plan_features
 from features.targets import MILESTONE, TargetSpec, of_scope, target
 from training.evaluate import TrainResult, score_rows, train_target
 from training.kinds import strategy
@@ -40,7 +41,6 @@ from training.splits import Split, rolling_origin, time_split
 
 # Backtests judge the milestone targets: a real export has milestones, not always clients.
 MODELS = tuple(spec.name for spec in of_scope(MILESTONE))
-PLAN_FEATURES = ("milestones_in_plan", "milestone_share")
 LOPO_MAX_PROJECTS = 30  # leave-one-project-out by default on data with at most this many projects
 MIN_PROJECT_ROWS = 20  # a project with fewer rows is not a fold of its own
 BOOTSTRAP = 1000  # resamples of the test rows for the interval of the gain
@@ -329,13 +329,14 @@ def run_backtest(
     model: str,
     settings: Settings,
     dataset: str,
-    drop: tuple[str, ...] = PLAN_FEATURES,
+    drop: tuple[str, ...] | None = None,
     lopo: bool | None = None,
     how: str = "auto",
 ) -> Backtest:
     """Backtest ``model`` on validated tables: the split (``how``, see :func:`choose_split`), rolling-origin folds,
     and (on data with few projects, or when asked) leave-one-project-out."""
     settings = settings.model_copy(update={"delay_objective": settings.backtest_delay_objective})
+    drop = plan_features(settings) if drop is None else drop
     ds = build_dataset(tables, model, settings, drop)
     split, kind, left_out, note = choose_split(model, ds, settings, how)
     folds = project_rolling_origin(ds, settings) if kind == "project-time" else None

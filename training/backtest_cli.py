@@ -46,7 +46,6 @@ def backtest(
     from features.io import ContractError
     from features.validate import load
     from training.backtest import (
-        PLAN_FEATURES,
         BacktestError,
         backtest_settings,
         dataset_name,
@@ -65,7 +64,7 @@ def backtest(
                 model,
                 settings,
                 dataset,
-                drop=() if plan_features else PLAN_FEATURES,
+                drop=() if plan_features else None,
                 lopo=lopo,
                 how=split,
             )

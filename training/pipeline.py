@@ -11,6 +11,7 @@ import pandas as pd
 from eqsms.settings import Settings
 from features.datasets import (
     Dataset,
+    build_all,
     build_dataset,
     folder_fingerprint,
     reusable_dataset,
@@ -161,6 +162,12 @@ def training_datasets(data_dir: Path, settings: Settings, targets: list[str], lo
             write_dataset(ds, settings.datasets_dir)
             out[name] = ds
     return {name: out[name] for name in targets}
+
+
+def datasets_from_data(data, settings: Settings, targets: list[str]) -> dict[str, Dataset | str]:
+    """Each target's dataset from validated data in memory, or the reason the data cannot label it (notebooks,
+    benchmarks); the same rows and fingerprint as the files ``eqsms features build`` writes."""
+    return {name: r.dataset or r.error for name, r in build_all(data, settings, targets).items()}
 
 
 def dataset_from_table(

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +101,12 @@ class Registered:
 
 def log_dataset(ds: Dataset) -> None:
     """The dataset as the run's input (MLflow's "Datasets used"): its name, fingerprint, source file and schema."""
-    logged = mlflow.data.from_pandas(
-        ds.frame, source=ds.source or "memory", targets=ds.spec.label, name=ds.target, digest=ds.fingerprint[:32]
-    )
-    mlflow.log_input(logged, context="training", tags={"fingerprint": ds.fingerprint})
+    with warnings.catch_warnings():  # MLflow hints at integer columns and guesses the source's kind: not ours to fix
+        warnings.simplefilter("ignore", UserWarning)
+        logged = mlflow.data.from_pandas(
+            ds.frame, source=ds.source or "memory", targets=ds.spec.label, name=ds.target, digest=ds.fingerprint[:32]
+        )
+        mlflow.log_input(logged, context="training", tags={"fingerprint": ds.fingerprint})
 
 
 def log_training(

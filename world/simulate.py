@@ -591,7 +591,8 @@ def _churn(rng: np.random.Generator, p: Cols, m: Cols, comp: Cols, surv: Cols, c
     )
     p_churn = expit(logit)
     churned = rng.random(n) < p_churn
-    gap = 1 + np.minimum(np.floor(rng.gamma(1.3, 80.0, n)), 363)  # 1..364 days after the handover
+    # A loyal client awards again 1 to churn_window - 1 days (364 by default) after the handover.
+    gap = 1 + np.minimum(np.floor(rng.gamma(1.3, 80.0, n)), max(churn_window - 2, 0))
     comeback = rng.random(n) < 0.1
     late_gap = churn_window + 35 + np.floor(rng.exponential(300.0, n))
     next_award = np.where(churned, np.where(comeback, p["actual_end"] + late_gap, np.nan), p["actual_end"] + gap)
