@@ -1,7 +1,7 @@
 """The raw data contract, v1 (DESIGN.md), as data.
 
 One table a source. Each column has a kind that says how it is parsed, whether it is required, and the range or
-the values it may take. ``features.validate`` enforces this spec; ``features.generate`` writes data that meets it;
+the values it may take. ``features.validate`` enforces this spec; ``world`` (the synthetic world) writes data that meets it;
 ``data_samples/README.md`` documents it for a firm mapping its own exports.
 """
 

@@ -134,7 +134,7 @@ def test_backtest_command_logs_without_registering(tmp_path, monkeypatch):
 
 def test_backtest_command_refuses_other_models(tmp_path):
     result = CliRunner().invoke(app, ["backtest", str(SAMPLE), "--model", "churn", "--no-log"])
-    assert result.exit_code == 2 and "delay, defect_risk" in result.output
+    assert result.exit_code == 2 and "'churn' is not one of defect_risk, delay" in result.output
 
 
 # ----------------------------------------------------------------------------------------------- real data

@@ -23,7 +23,7 @@ DAY = pd.Timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, pd.DataFrame]:
-    from features.generate import generate_world
+    from world import generate_world
 
     out = tmp_path_factory.mktemp("world")
     generate_world(n_projects=40, seed=3, out_dir=out, fmt="parquet", dirty=0.0)

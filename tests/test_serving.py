@@ -66,7 +66,8 @@ def test_risk_answers_with_models_and_freshness(service):
     answer = risk_of(service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), top_k=2)
     assert isinstance(answer, schemas.RiskResponse)
     assert answer.project_id == PROJECT and answer.client_id == "C00111"
-    assert answer.as_of == "2023-06-01T00:00:00"
+    assert answer.as_of == pd.Timestamp(AS_OF)
+    assert answer.model_dump(mode="json")["as_of"] == "2023-06-01T00:00:00"  # what a client reads
     assert AHEAD in [m.milestone_id for m in answer.milestones]
     assert REACHED not in [m.milestone_id for m in answer.milestones]
     assert answer.model_versions == {"defect_risk": "1", "delay": "1", "churn": "1"}

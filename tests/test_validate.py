@@ -488,7 +488,7 @@ def test_cli_validate_exit_codes(tmp_path):
 
 
 def test_every_injected_fault_of_a_dirty_world_is_quarantined(tmp_path):
-    from features.generate import generate_world
+    from world import generate_world
 
     out = tmp_path / "dirty"
     generate_world(n_projects=60, seed=11, out_dir=out, fmt="csv", dirty=0.05)

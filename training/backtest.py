@@ -341,8 +341,9 @@ def run_backtest(
     split, kind, left_out, note = choose_split(model, ds, settings, how)
     folds = project_rolling_origin(ds, settings) if kind == "project-time" else None
     result = train_target(ds, settings, split=split, backtest_splits=folds)
-    spec, kind = target(model), strategy(target(model).kind)
-    extra = kind.extra_baselines(spec, ds, split)
+    spec = target(model)
+    strat = strategy(spec.kind)
+    extra = strat.extra_baselines(spec, ds, split)
     project = ds.frame["project_id"]
     n_projects = project.nunique()
     backtest = Backtest(
@@ -379,7 +380,7 @@ def run_backtest(
     )
     if lopo if lopo is not None else n_projects <= LOPO_MAX_PROJECTS:
         backtest.lopo = run_lopo(model, ds, settings)
-    if kind.reports_censoring:
+    if strat.reports_censoring:
         backtest.censoring = censoring(tables, ds, split, settings, result)
     return backtest
 
