@@ -1,8 +1,8 @@
 """The raw data contract, v1 (DESIGN.md), as data.
 
 One table a source. Each column has a kind that says how it is parsed, whether it is required, and the range or
-the values it may take. ``features.validate`` enforces this spec; ``world`` (the synthetic world) writes data that meets it;
-``data_samples/README.md`` documents it for a firm mapping its own exports.
+the values it may take. ``features.validate`` enforces this spec; ``world`` (the synthetic world) writes data that
+meets it; ``data_samples/README.md`` documents it for a firm mapping its own exports.
 """
 
 from __future__ import annotations
