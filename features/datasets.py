@@ -5,7 +5,7 @@ it; :func:`write_dataset` and :func:`read_dataset` are the named artifact that h
 features build`` writes it, ``eqsms train`` reuses it when the fingerprint matches). One dataset has one identity:
 the fingerprint hashes the raw input files, the feature list, the row count and the parameters.
 
-``milestone_columns`` and ``churn_columns`` compute the features of open milestones / a project's client at any
+``milestone_columns`` and ``project_columns_at`` compute the features of open milestones / a project's client at any
 ``as_of`` for serving, through the very same feature families.
 """
 
@@ -256,7 +256,7 @@ def milestone_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     return compute(ctx, rows, MILESTONE_FAMILIES)
 
 
-def churn_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+def project_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     """Features of client-at-project rows (project_id, as_of) for serving."""
     return compute(ctx, rows, PROJECT_FAMILIES)
 
@@ -265,7 +265,7 @@ def milestone_columns(ctx: Context, rows: pd.DataFrame, project_columns: Columns
     """The features of ``milestone_rows`` as plain arrays: the serving hot path skips building a frame.
 
     ``project_columns``, the project families already computed for ``project_columns["project_id"]`` at the same
-    as_of (``churn_columns`` of those projects), are reused rather than computed again per milestone: they depend
+    as_of (``project_columns_at`` of those projects), are reused rather than computed again per milestone: they depend
     only on the project and the as_of.
     """
     if project_columns is None:
@@ -276,6 +276,6 @@ def milestone_columns(ctx: Context, rows: pd.DataFrame, project_columns: Columns
     return {**own, **shared}
 
 
-def churn_columns(ctx: Context, rows: pd.DataFrame) -> Columns:
-    """The features of ``churn_rows`` as plain arrays, with the rows' ``project_id``."""
+def project_columns_at(ctx: Context, rows: pd.DataFrame) -> Columns:
+    """The features of ``project_rows`` as plain arrays, with the rows' ``project_id``."""
     return {"project_id": rows["project_id"].to_numpy(dtype=object), **compute_columns(ctx, rows, PROJECT_FAMILIES)}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from eqsms.settings import Settings
 from features.contract import latest_fact
-from features.datasets import MilestoneIndex, churn_columns, milestone_columns, now
+from features.datasets import MilestoneIndex, milestone_columns, now, project_columns_at
 from features.families import Columns, Context
 from features.io import ContractError
 from features.pit import to_seconds
@@ -240,7 +240,7 @@ class Engine:
         answer, and every client target's answer, in one vectorised pass over all the projects."""
         t = self.resolve_as_of(as_of, project_ids, self.check_projects(project_ids, field))
         rows = self._open_milestones(project_ids, t, milestone_ids)
-        project_columns = churn_columns(self.ctx, pd.DataFrame({"project_id": project_ids, "as_of": t}))
+        project_columns = project_columns_at(self.ctx, pd.DataFrame({"project_id": project_ids, "as_of": t}))
         client = self._answers(CLIENT, project_columns, top_k)
         by_project: dict[str, list] = {p: [] for p in project_ids}
         if len(rows):
@@ -368,7 +368,7 @@ class Engine:
             raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")
         columns = {
             MILESTONE: milestone_columns(self.ctx, row),
-            CLIENT: churn_columns(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t})),
+            CLIENT: project_columns_at(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t})),
         }
         allowed = set(columns[MILESTONE]) | set(columns[CLIENT])
         for key, value in changes.items():

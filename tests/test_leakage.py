@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eqsms.settings import Settings
-from features.datasets import churn_rows, milestone_rows
+from features.datasets import milestone_rows, project_rows
 from features.families import Context
 from features.validate import load
 
@@ -36,7 +36,7 @@ def features_at(tables: dict[str, pd.DataFrame], baseline: dict[str, pd.DataFram
     ms = baseline["milestones"][["milestone_id", "project_id", "kind", "sequence", "planned_date"]].assign(as_of=t)
     projects = baseline["projects"][["project_id"]].assign(as_of=t)
     return pd.concat(
-        [milestone_rows(ctx, ms).add_prefix("m_"), churn_rows(ctx, projects).add_prefix("p_")], axis=0
+        [milestone_rows(ctx, ms).add_prefix("m_"), project_rows(ctx, projects).add_prefix("p_")], axis=0
     ).reset_index(drop=True)
 
 

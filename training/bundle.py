@@ -1,6 +1,6 @@
 """A trained model and everything needed to score a row with it: the one object training logs and serving loads.
 
-A bundle is one LightGBM booster (the MLflow model, native flavor) plus ``bundle.json`` and, for delay, the extra
+A bundle is one LightGBM booster (the MLflow model, native flavor) plus ``bundle.json`` and, for a slip model, the extra
 boosters of the range and of the late probability, all in the MLflow model's ``extra_files``. ``bundle.json`` holds
 the feature list and order, the category levels, the calibrator, the conformal correction and the thresholds, so
 a row is rebuilt and scored the same way wherever the bundle goes.
@@ -54,12 +54,12 @@ class ModelBundle:
     kind: str
     features: list[str]
     categorical: list[str]
-    booster: lgb.Booster  # classifier: P(label); delay: expected slip
-    calibrator: Calibrator | None = None  # classifier, and delay's late probability
-    lower: lgb.Booster | None = None  # delay: quantile boosters of the range, before conformal correction
+    booster: lgb.Booster  # classifier: P(label); slip model: expected slip
+    calibrator: Calibrator | None = None  # classifier, and the slip model's late probability
+    lower: lgb.Booster | None = None  # slip model: quantile boosters of the range, before conformal correction
     upper: lgb.Booster | None = None
-    late: lgb.Booster | None = None  # delay: P(slip > tolerance), raw
-    conformal: float = 0.0  # delay: widen [lower, upper] by this many days on each side
+    late: lgb.Booster | None = None  # slip model: P(slip > tolerance), raw
+    conformal: float = 0.0  # slip model: widen [lower, upper] by this many days on each side
     meta: dict = field(default_factory=dict)  # nominal coverage, tolerance, thresholds, data window, metrics
 
     # ----------------------------------------------------------------------------------------------- scoring
