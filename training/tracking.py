@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import mlflow.data
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
@@ -99,14 +98,22 @@ class Registered:
     model_uri: str
 
 
+SCHEMA_SAMPLE_ROWS = 1000  # MLflow infers a schema value by value: on a 40,000-row dataset that took 3 s
+
+
 def log_dataset(ds: Dataset) -> None:
-    """The dataset as the run's input (MLflow's "Datasets used"): its name, fingerprint, source file and schema."""
+    """The dataset as the run's input (MLflow's "Datasets used"): its name, fingerprint, Parquet file, schema and
+    size. Logged as metadata (the data stays in its file) with the schema inferred from its first rows."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
     with warnings.catch_warnings():  # MLflow hints at integer columns and guesses the source's kind: not ours to fix
         warnings.simplefilter("ignore", UserWarning)
-        logged = mlflow.data.from_pandas(
-            ds.frame, source=ds.source or "memory", targets=ds.spec.label, name=ds.target, digest=ds.fingerprint[:32]
-        )
-        mlflow.log_input(logged, context="training", tags={"fingerprint": ds.fingerprint})
+        schema = infer_signature(ds.frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+        source = resolve_dataset_source(ds.source or "memory")
+    logged = MetaDataset(source, name=ds.target, digest=ds.fingerprint[:32], schema=schema)
+    tags = {"fingerprint": ds.fingerprint, "rows": str(len(ds.frame)), "label": ds.spec.label}
+    mlflow.log_input(logged, context="training", tags=tags)
 
 
 def log_training(
