@@ -155,12 +155,15 @@ def build_all(data, settings: Settings, targets: list[str] | None = None) -> dic
 
 class MilestoneIndex:
     """The milestones table indexed by project: selects the milestones open at a time with a few numpy operations,
-    so serving can call it per request (build it once)."""
+    so serving can call it per request (build it once). Given the context, its rows carry their project's code, so
+    the feature families need not look the ids up again."""
 
     COLUMNS = ("milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date")
 
-    def __init__(self, milestones: pd.DataFrame) -> None:
+    def __init__(self, milestones: pd.DataFrame, ctx: Context | None = None) -> None:
         self.columns = {c: milestones[c].to_numpy() for c in self.COLUMNS}
+        if ctx is not None:
+            self.columns["project_code"] = ctx.code(milestones["project_id"])
         self.of_project = milestones.groupby("project_id", sort=False).indices  # project_id -> row positions
 
     def open(

@@ -184,7 +184,8 @@ class Query:
     """The rows a family is asked about, and a cursor into each stream, searched once and shared by families."""
 
     def __init__(self, ctx: Context, rows: pd.DataFrame) -> None:
-        project = ctx.code(rows["project_id"])
+        # Serving passes the codes it looked up once per request (``project_code``); anyone else passes ids.
+        project = rows["project_code"].to_numpy() if "project_code" in rows else ctx.code(rows["project_id"])
         if (project < 0).any():
             unknown = rows["project_id"][project < 0].unique()[:5].tolist()
             raise KeyError(f"unknown project_id: {unknown}")
