@@ -3,7 +3,8 @@
 Training, backtests, serving, the response models and the command line iterate over :data:`TARGETS`; a fourth
 target (a safety-incident model, say) is one more :class:`TargetSpec` here, with a row builder, and nothing else
 needs to know its name. What differs between a classifier and the slip model lives in one strategy each
-(``training.kinds`` for fitting and judging, ``serving.answers`` for the answer), chosen by ``kind``.
+(``training.kinds`` for fitting and judging; ``serving.runtime.ANSWERS`` and the response models of
+``serving.schemas`` for the answer), chosen by ``kind``.
 
 - ``defect_risk``: a milestone, scored ``horizon_days`` before its planned date; label ``first_pass_failed``.
 - ``delay``: the same rows; labels ``slip_days`` and ``late`` (slip above the tolerance).

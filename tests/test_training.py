@@ -162,6 +162,31 @@ def test_train_cli_on_a_prepared_feature_table(tmp_path, data, monkeypatch):
     run = client.get_run(client.get_model_version("defect_risk", "1").run_id)
     assert run.data.tags["source"] == str(table)
     assert run.data.params["n_features"] == str(len(meta["feature_columns"]))
+    card = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model_card.md")).read_text()
+    assert "the label column 'first_pass_failed' of defect_risk.parquet" in card
+
+
+def test_a_prepared_slip_table_gets_its_late_label_from_the_settings(tmp_path, data, monkeypatch):
+    """A prepared table trained as the slip model: its own column names, and `late` derived with the tolerance."""
+    from typer.testing import CliRunner
+
+    from eqsms.cli import app
+
+    frame = build_dataset("delay", Context.build(data.tables, Settings(work_dir=tmp_path))).frame
+    table = tmp_path / "slips.parquet"
+    frame.drop(columns="late").rename(columns={"slip_days": "slip", "as_of": "scored_on"}).to_parquet(table)
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("EQSMS_LATE_TOLERANCE_DAYS", "30")
+    args = ["train", "--model", "delay", "--dataset", str(table), "--target", "slip", "--time-column", "scored_on"]
+    result = CliRunner().invoke(app, [*args, "--id-columns", "milestone_id,project_id"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
+    run = client.get_run(client.get_model_version("delay", "1").run_id)
+    test_rows = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="test_rows.parquet")
+    )
+    assert (test_rows["late"] == (test_rows["slip_days"] > 30)).all() and test_rows["late"].any()
+    assert run.data.metrics["model.late_auc"] > 0.5
 
 
 def _free_port() -> int:

@@ -56,7 +56,7 @@ def evidence(result: TrainResult, ds: Dataset, folder: Path, git_commit: str | N
     ]
     card = report.ModelCard(
         name=spec.name,
-        target=ds.meta.get("purpose") or spec.purpose,
+        target=ds.meta.get("purpose") or f"{spec.purpose}. Reference class: {spec.reference_class}.",
         intended_use="Planners ranking upcoming milestones and clients for attention; dashboards.",
         not_intended_for=["Judging individual workers or subcontractors", "Contract or legal decisions on its own"],
         dataset_fingerprint=b.meta["dataset_fingerprint"],
