@@ -217,8 +217,10 @@ class Engine:
             raise RequestError(field, f"unknown project id(s): {', '.join(map(str, unknown[:10]))}", 404)
         return codes
 
-    def resolve_as_of(self, as_of, project_ids: list[str], codes: np.ndarray) -> pd.Timestamp:
-        """``as_of`` (default now) as a naive UTC time, or a 400 if it is before a project's planned start."""
+    def resolve_as_of(self, as_of, project_ids: list[str], codes: np.ndarray | None = None) -> pd.Timestamp:
+        """``as_of`` (default now) as a naive UTC time, or a 400 if it is before a project's planned start
+        (``codes``: the projects' codes, when the caller has looked them up already)."""
+        codes = self.check_projects(project_ids) if codes is None else codes
         t = now() if as_of is None else pd.Timestamp(as_of)
         if t.tzinfo is not None:
             t = t.tz_convert("UTC").tz_localize(None)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import bentoml
-import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -237,7 +236,7 @@ class RiskService:
             if project_ids is not None and len(ids) > limit:
                 raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
             if not ids:
-                t = self.engine.resolve_as_of(as_of, [], np.empty(0, "int64"))
+                t = self.engine.resolve_as_of(as_of, [])
                 return schemas.BatchResponse(projects=[], **self._meta(t))
             projects = self.engine.risk(ids, as_of, top_k=self._top_k(top_k), field="project_ids")
             return schemas.BatchResponse(projects=projects, **self._meta(projects[0].as_of))
