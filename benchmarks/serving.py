@@ -98,9 +98,11 @@ def throughput(port: int, path: str, bodies: list[bytes], concurrency: int, seco
     return {"concurrency": concurrency, "requests": sum(counts), "rps": sum(counts) / elapsed, "errors": errors[:3]}
 
 
-def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
-    """A world, its three champions in a fresh store, and the open projects to ask about."""
+def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str], str]:
+    """A world, its three champions in a fresh store, the open projects to ask about and the day to ask on (the day
+    after the world's newest fact: the service refuses a day long after the data)."""
     from eqsms.settings import Settings
+    from features.contract import latest_fact
     from features.validate import load
     from training import tracking
     from training.pipeline import datasets_from_data, run_target
@@ -113,8 +115,10 @@ def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str]]:
     data = load(world)
     for ds in datasets_from_data(data, settings, ["defect_risk", "delay", "churn"]).values():
         run_target(ds, settings, None, "benchmark", True, client)
+    day = latest_fact(data.tables).ceil("D")
     p = data.tables["projects"]
-    return world, p["project_id"].tolist(), p.loc[p["actual_end"].isna(), "project_id"].tolist()
+    p = p[p["planned_start"] <= day]  # begun by then: a project not yet started has nothing to ask about
+    return world, p["project_id"].tolist(), p.loc[p["actual_end"].isna(), "project_id"].tolist(), day.date().isoformat()
 
 
 def mlflow_comparison_models(settings) -> tuple[dict[str, str], list[bytes]]:
@@ -219,15 +223,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="eqsms-serve-bench-") as tmp:
         work = Path(tmp)
-        world, all_projects, open_projects = prepare(args.projects, work)
+        world, all_projects, open_projects, as_of = prepare(args.projects, work)
         env = {**os.environ, "EQSMS_DATA_DIR": str(world), "EQSMS_WORK_DIR": str(work / "store")}
         env.pop("MLFLOW_TRACKING_URI", None)
         server, port = launch(["eqsms.cli", "serve"], REPO, env, "/readyz")
         try:
-            bodies = [json.dumps({"project_id": p}).encode() for p in open_projects]
+            bodies = [json.dumps({"project_id": p, "as_of": as_of}).encode() for p in open_projects]
             latency = sequential(port, "/v1/risk", bodies, args.requests)
             rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
-            batch_body = json.dumps({"project_ids": all_projects[:1000]})
+            batch_body = json.dumps({"project_ids": all_projects[:1000], "as_of": as_of})
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             post(conn, "/v1/risk/batch", batch_body.encode())  # warm-up
             start = time.perf_counter()

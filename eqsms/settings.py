@@ -106,6 +106,12 @@ class ServingSettings(BaseSettings):
     max_batch_projects: int = Field(5000, gt=0, description="largest /v1/risk/batch request")
     serve_workers: int = Field(2, gt=0, description="server processes (one a core here)")
     default_top_k: int = Field(5, ge=0, le=50, description="drivers per prediction unless a request says")
+    stale_after_days: float = Field(
+        14.0, gt=0, description="an answer whose newest fact is older than this (days before as_of) is flagged stale"
+    )
+    max_days_after_data: float = Field(
+        365.0, gt=0, description="an as_of more than this many days after the data's newest fact is refused (400)"
+    )
 
 
 class Settings(PathSettings, TargetSettings, FeatureSettings, WorldSettings, TrainingSettings, ServingSettings):

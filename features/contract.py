@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -200,3 +201,16 @@ def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
         if table in tables and tables[table][col].notna().any()
     ]
     return max(latest) if latest else None
+
+
+def fact_times(tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Every recorded event's time, sorted (datetime64[s]): the newest fact known before any time is one search."""
+    import numpy as np
+
+    times = [
+        tables[table][col].dropna().to_numpy("datetime64[s]")
+        for table, cols in FACT_COLUMNS.items()
+        for col in cols
+        if table in tables
+    ]
+    return np.unique(np.concatenate(times)) if times else np.empty(0, "datetime64[s]")

@@ -236,9 +236,10 @@ def reusable_dataset(out_dir: Path, spec: TargetSpec, settings: Settings, data_h
     return read_dataset(out_dir, spec.name)
 
 
-def now() -> pd.Timestamp:
-    """The default ``as_of`` for serving: the current UTC time, naive like the validated tables."""
-    return pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+def today() -> pd.Timestamp:
+    """The default ``as_of`` for serving: today's date (UTC), naive like the validated tables. A date, not a clock
+    time: two identical requests on one day get the same answer."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
 def project_milestone_features(
@@ -248,8 +249,8 @@ def project_milestone_features(
     as_of: pd.Timestamp | None = None,
     milestone_ids: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Ids, ``as_of`` and features of the projects' milestones still open at ``as_of`` (default: now)."""
-    rows = open_milestones(tables, now() if as_of is None else as_of, project_ids, milestone_ids)
+    """Ids, ``as_of`` and features of the projects' milestones still open at ``as_of`` (default: today)."""
+    rows = open_milestones(tables, today() if as_of is None else as_of, project_ids, milestone_ids)
     features = milestone_rows(ctx, rows)
     return pd.concat([rows[[*MILESTONE_IDS, "as_of"]], features], axis=1).reset_index(drop=True)
 

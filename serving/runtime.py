@@ -16,8 +16,8 @@ import pandas as pd
 from pydantic import TypeAdapter
 
 from eqsms.settings import Settings
-from features.contract import latest_fact
-from features.datasets import MilestoneIndex, milestone_columns, now, project_columns_at
+from features.contract import fact_times, latest_fact
+from features.datasets import MilestoneIndex, milestone_columns, project_columns_at, today
 from features.families import Columns, Context
 from features.io import ContractError
 from features.pit import to_seconds
@@ -160,6 +160,7 @@ class Engine:
         self.milestone_index = MilestoneIndex(milestones, self.ctx)
         self.milestone_ids = pd.Index(milestones["milestone_id"])
         self.latest_fact = latest_fact(tables)
+        self.fact_times = fact_times(tables)  # sorted: the newest fact known before any as_of is one search
 
     # ------------------------------------------------------------------------------------------------ start-up
     @classmethod
@@ -221,9 +222,10 @@ class Engine:
         """``as_of`` (default now) as a naive UTC time, or a 400 if it is before a project's planned start
         (``codes``: the projects' codes, when the caller has looked them up already)."""
         codes = self.check_projects(project_ids) if codes is None else codes
-        t = now() if as_of is None else pd.Timestamp(as_of)
+        t = today() if as_of is None else pd.Timestamp(as_of)
         if t.tzinfo is not None:
             t = t.tz_convert("UTC").tz_localize(None)
+        self._check_not_beyond_data(t, as_of is None)
         starts = self.ctx.project_arrays["planned_start"][codes]
         early = np.flatnonzero(starts > to_seconds(np.array([t]))[0])
         if len(early):
@@ -299,14 +301,38 @@ class Engine:
         if elsewhere:
             raise RequestError("milestone_ids", f"not milestones of this project: {', '.join(elsewhere[:10])}")
 
-    def open_projects(self) -> list[str]:
-        """Projects without a handover date: what a dashboard means by 'all open projects'."""
-        return self.projects.index[self.projects["actual_end"].isna()].tolist()
+    def _check_not_beyond_data(self, t: pd.Timestamp, defaulted: bool) -> None:
+        """A 400 for an ``as_of`` further after the data's newest fact than ``max_days_after_data``: an answer
+        about a time the data knows nothing of would look as sure as any other."""
+        limit = self.settings.max_days_after_data
+        if self.latest_fact is None or (t - self.latest_fact) / pd.Timedelta(days=1) <= limit:
+            return
+        days = (t - self.latest_fact) / pd.Timedelta(days=1)
+        what = f"{t.date()} (today: the default)" if defaulted else str(t.date())
+        raise RequestError(
+            "as_of",
+            f"{what} is {days:,.0f} days after the data's newest fact ({self.latest_fact.date()}); the limit is "
+            f"{limit:g} days (max_days_after_data). Ask as of an earlier date, or load a fresher export",
+        )
+
+    def open_projects(self, as_of: pd.Timestamp | None = None) -> list[str]:
+        """What a dashboard means by 'all open projects': without ``as_of``, those with no handover date; at
+        ``as_of``, those begun by then (planned start) and not handed over before it."""
+        projects = self.projects
+        if as_of is None:
+            return projects.index[projects["actual_end"].isna()].tolist()
+        begun = projects["planned_start"] <= as_of
+        handed_over = projects["actual_end"] < as_of  # NaT compares False: not handed over
+        return projects.index[begun & ~handed_over].tolist()
 
     def freshness(self, as_of: pd.Timestamp) -> schemas.Freshness:
-        latest = self.latest_fact
+        """How old the newest fact known before ``as_of`` is, and whether that is stale (settings)."""
+        known = np.searchsorted(self.fact_times, np.datetime64(as_of, "s"), side="left")
+        latest = pd.Timestamp(self.fact_times[known - 1]) if known else None
         days = round((as_of - latest) / pd.Timedelta(days=1), 2) if latest is not None else None
-        return schemas.Freshness(latest_fact=latest, days_since_latest_fact=days)
+        limit = self.settings.stale_after_days
+        stale = days is None or days > limit
+        return schemas.Freshness(latest_fact=latest, days_since_latest_fact=days, stale=stale, stale_after_days=limit)
 
     def versions(self) -> dict[str, str]:
         return {name: info.version for name, info in self.info.items()}
@@ -398,6 +424,7 @@ class Engine:
             before=before,
             after=after,
             difference={m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before},
+            data_freshness=self.freshness(t),
         )
 
     def _outputs(self, columns: dict[str, Columns]) -> dict[str, dict[str, float]]:

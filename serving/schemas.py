@@ -22,7 +22,7 @@ ModelName = Literal[MODELS]
 
 AS_OF = (
     "the time to score at (ISO date or timestamp; a timezone is converted to UTC); facts after it are not seen. "
-    "Default: now"
+    "Default: today (a date, UTC). At most max_days_after_data (settings) after the data's newest fact"
 )
 TOP_K = "drivers per prediction (default: settings.default_top_k, 5)"
 
@@ -158,8 +158,12 @@ ProjectRisk = create_model(
 
 
 class Freshness(BaseModel):
-    latest_fact: datetime | None = Field(description="the latest fact in the data folder")
-    days_since_latest_fact: float | None = Field(description="as_of minus latest_fact, in days")
+    """How old the answer's newest fact is, relative to its as_of."""
+
+    latest_fact: datetime | None = Field(description="the newest fact of the data known before as_of (null: none)")
+    days_since_latest_fact: float | None = Field(description="as_of minus latest_fact, in days (never negative)")
+    stale: bool = Field(description="the newest fact is older than stale_after_days: the answer may be out of date")
+    stale_after_days: float = Field(description="the threshold in settings")
 
 
 _DRIVER_EXAMPLE = {
@@ -205,7 +209,12 @@ class RiskResponse(ProjectRisk):  # type: ignore[misc, valid-type]
                 ],
                 **_examples(CLIENT),
                 "model_versions": {name: "1" for name in MODELS},
-                "data_freshness": {"latest_fact": "2023-11-22T21:24:00", "days_since_latest_fact": -174.9},
+                "data_freshness": {
+                    "latest_fact": "2023-05-31T16:05:00",
+                    "days_since_latest_fact": 0.33,
+                    "stale": False,
+                    "stale_after_days": 14.0,
+                },
             }
         }
     )
@@ -261,6 +270,7 @@ class WhatIfResponse(BaseModel):
     before: dict[str, dict[str, float]] = Field(description="model -> output -> value, as the data stands")
     after: dict[str, dict[str, float]] = Field(description="the same with the changes applied")
     difference: dict[str, dict[str, float]] = Field(description="after minus before")
+    data_freshness: Freshness
 
 
 class FeatureInfo(BaseModel):

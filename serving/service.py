@@ -228,17 +228,20 @@ class RiskService:
     def risk_batch(
         self, project_ids: list[str] | None = None, as_of: datetime | None = None, top_k: int | None = None
     ) -> schemas.BatchResponse:
-        """The same for many projects (default: all open projects), scored in one vectorised pass."""
+        """The same for many projects (default: every project open at as_of), scored in one vectorised pass."""
 
         def compute() -> schemas.BatchResponse:
             limit = self.settings.max_batch_projects
-            ids = self.engine.open_projects() if project_ids is None else list(dict.fromkeys(project_ids))
-            if project_ids is not None and len(ids) > limit:
-                raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
-            if not ids:
+            if project_ids is None:  # every project open at as_of: begun, and not handed over before it
                 t = self.engine.resolve_as_of(as_of, [])
-                return schemas.BatchResponse(projects=[], **self._meta(t))
-            projects = self.engine.risk(ids, as_of, top_k=self._top_k(top_k), field="project_ids")
+                ids = self.engine.open_projects(t)
+            else:
+                t, ids = as_of, list(dict.fromkeys(project_ids))
+                if len(ids) > limit:
+                    raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
+            if not ids:
+                return schemas.BatchResponse(projects=[], **self._meta(self.engine.resolve_as_of(t, [])))
+            projects = self.engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids")
             return schemas.BatchResponse(projects=projects, **self._meta(projects[0].as_of))
 
         return answer(compute)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from eqsms.settings import Settings, get_settings
+from features.contract import FACT_COLUMNS
 from features.datasets import build_dataset
 from features.families import Context
 from serving.runtime import Engine, NotReady, RequestError
@@ -50,9 +54,14 @@ def test_serving_equals_training_exactly(engine):
         assert risk(engine, [row.project_id], as_of=row.as_of, top_k=0)[0]["churn"]["probability"] == expected[i]
 
 
+def day_after_the_data(engine: Engine) -> pd.Timestamp:
+    return engine.latest_fact.ceil("D")
+
+
 def test_risk_answers_open_milestones_with_drivers(engine):
-    project = engine.open_projects()[0]
-    answer = risk(engine, [project], top_k=3)[0]
+    day = day_after_the_data(engine)
+    project = engine.open_projects(day)[0]
+    answer = risk(engine, [project], as_of=day, top_k=3)[0]
     assert answer["milestones"], "an open project has open milestones"
     open_ids = set(engine.milestones.loc[engine.milestones["project_id"] == project, "milestone_id"])
     for m in answer["milestones"]:
@@ -79,11 +88,12 @@ def test_batch_equals_one_by_one(engine):
 
 
 def test_bad_requests_name_the_field(engine):
-    project = engine.open_projects()[0]
+    day = day_after_the_data(engine)
+    project = engine.open_projects(day)[0]
     cases = [
         (lambda: risk(engine, ["NOPE"]), "project_id", 404),
         (lambda: risk(engine, [project], as_of="1990-01-01"), "as_of", 400),
-        (lambda: risk(engine, [project], milestone_ids=["NOPE"]), "milestone_ids", 404),
+        (lambda: risk(engine, [project], as_of=day, milestone_ids=["NOPE"]), "milestone_ids", 404),
         (lambda: engine.predict("nope", []), "model", 400),
         (lambda: engine.predict("defect_risk", [{"not_a_feature": 1}]), "rows[0].not_a_feature", 400),
         (lambda: engine.predict("defect_risk", [{"defects_open": "many"}]), "rows[0].defects_open", 400),
@@ -105,15 +115,18 @@ def test_predict_flags_unknown_categories_and_far_values(engine):
 
 
 def test_whatif_more_open_defects_do_not_lower_risk(engine):
-    project = engine.open_projects()[0]
-    milestone = risk(engine, [project], top_k=0)[0]["milestones"][0]["milestone_id"]
-    out = engine.whatif(project, milestone, {"defects_open": 50, "inspections_failed_30d": 10}).model_dump()
+    day = day_after_the_data(engine)
+    project = engine.open_projects(day)[0]
+    milestone = risk(engine, [project], as_of=day, top_k=0)[0]["milestones"][0]["milestone_id"]
+    worse = {"defects_open": 50, "inspections_failed_30d": 10}
+    out = engine.whatif(project, milestone, worse, as_of=day).model_dump()
     assert out["after"]["defect_risk"]["probability"] >= out["before"]["defect_risk"]["probability"]
     assert out["difference"]["defect_risk"]["probability"] >= 0
-    closed = engine.whatif(project, milestone, {"defects_open": 0}).model_dump()
+    assert out["data_freshness"]["latest_fact"] == engine.latest_fact and not out["data_freshness"]["stale"]
+    closed = engine.whatif(project, milestone, {"defects_open": 0}, as_of=day).model_dump()
     assert closed["after"]["defect_risk"]["probability"] <= closed["before"]["defect_risk"]["probability"]
     with pytest.raises(RequestError, match="changes.bogus"):
-        engine.whatif(project, milestone, {"bogus": 1})
+        engine.whatif(project, milestone, {"bogus": 1}, as_of=day)
 
 
 def test_models_lists_what_a_reviewer_needs(engine):
@@ -123,3 +136,41 @@ def test_models_lists_what_a_reviewer_needs(engine):
         assert m["version"] == "1" and m["alias"] == "champion" and m["trained_at"]
         assert m["features"] and m["test_metrics"] and m["data_window"]["test"]
     assert np.isfinite(models["delay"]["test_metrics"]["mae"])
+
+
+# ------------------------------------------------------------------------------------- how fresh, and when
+def test_an_as_of_long_after_the_data_is_refused_naming_the_field(engine):
+    project = engine.open_projects()[0]
+    limit = pd.Timedelta(days=engine.settings.max_days_after_data)
+    for as_of in (engine.latest_fact + limit + pd.Timedelta(days=1), "2099-01-01", "9999-12-31", None):
+        with pytest.raises(RequestError) as err:
+            engine.risk([project], as_of=as_of)
+        assert err.value.field == "as_of" and "max_days_after_data" in err.value.message, as_of
+    assert risk(engine, [project], as_of=engine.latest_fact + limit, top_k=0)  # at the limit it still answers
+
+
+def test_freshness_is_the_newest_fact_known_at_as_of_and_flags_stale_data(engine):
+    facts = pd.concat(
+        [engine.tables[t][c].dropna() for t, cols in FACT_COLUMNS.items() for c in cols if t in engine.tables]
+    )
+    for as_of in (pd.Timestamp("2021-03-15"), pd.Timestamp("2023-06-01 12:30")):
+        fresh = engine.freshness(as_of)
+        assert fresh.latest_fact == facts[facts < as_of].max()  # nothing later than as_of, however much there is
+        assert 0 <= fresh.days_since_latest_fact < engine.settings.stale_after_days and not fresh.stale
+    month_later = engine.freshness(engine.latest_fact + pd.Timedelta(days=30))
+    assert month_later.latest_fact == engine.latest_fact and month_later.stale
+    assert month_later.days_since_latest_fact == pytest.approx(30)
+    before_everything = engine.freshness(pd.Timestamp("1990-01-01"))
+    assert before_everything.latest_fact is None and before_everything.stale
+
+
+def test_leaving_as_of_out_means_today_a_date(engine):
+    """Two identical requests on one day get the same answer (with a limit that lets the sample answer today)."""
+    lenient = copy.copy(engine)
+    lenient.settings = engine.settings.model_copy(update={"max_days_after_data": 1e6})
+    project = engine.open_projects()[0]
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    first = risk(lenient, [project], top_k=3)[0]
+    assert first["as_of"] == today
+    time.sleep(1.1)
+    assert risk(lenient, [project], top_k=3)[0] == first

@@ -87,7 +87,7 @@ def test_top_k_defaults_to_settings_and_zero_means_no_drivers(service):
     answer = risk_of(service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime())
     counts = [len(m.defect_risk.drivers) for m in answer.milestones] + [len(answer.churn.drivers)]
     assert max(counts) == get_settings().default_top_k
-    bare = risk_of(service, project_id=PROJECT, top_k=0)
+    bare = risk_of(service, project_id=PROJECT, as_of=pd.Timestamp(AS_OF).to_pydatetime(), top_k=0)
     assert all(not m.defect_risk.drivers and not m.delay.drivers for m in bare.milestones)
     assert not bare.churn.drivers
 
@@ -103,9 +103,15 @@ def test_batch_is_the_single_answers_in_one_pass(service):
         assert single.model_dump(exclude={"model_versions", "data_freshness"}) == project.model_dump()
 
 
-def test_batch_defaults_to_all_open_projects(service):
-    batch = service.risk_batch(top_k=0)
-    assert [p.project_id for p in batch.projects] == service.engine.open_projects()
+def test_batch_defaults_to_every_project_open_at_as_of(service):
+    """Without ids: the projects begun by as_of and not handed over before it, even when others begin later."""
+    t = pd.Timestamp(AS_OF)
+    projects = service.engine.projects
+    assert (projects["planned_start"] > t).any() and (projects["actual_end"] < t).any()  # both kinds exist then
+    batch = service.risk_batch(as_of=t.to_pydatetime(), top_k=0)
+    ids = [p.project_id for p in batch.projects]
+    assert ids == service.engine.open_projects(t)
+    assert (projects.loc[ids, "planned_start"] <= t).all() and not (projects.loc[ids, "actual_end"] < t).any()
     assert len(batch.projects) > MAX_BATCH  # the size limit is for the ids a caller sends
 
 
@@ -185,15 +191,25 @@ BAD = [
     ("not a date", "/v1/risk", {"project_id": PROJECT, "as_of": "last tuesday"}, 400, "as_of"),
     ("negative top_k", "/v1/risk", {"project_id": PROJECT, "top_k": -1}, 400, "top_k"),
     ("unknown project", "/v1/risk", {"project_id": "P99999"}, 404, "project_id"),
-    ("unknown milestone", "/v1/risk", {"project_id": PROJECT, "milestone_ids": ["M999999"]}, 404, "milestone_ids"),
+    (
+        "unknown milestone",
+        "/v1/risk",
+        {"project_id": PROJECT, "as_of": AS_OF, "milestone_ids": ["M999999"]},
+        404,
+        "milestone_ids",
+    ),
     (
         "another project's milestone",
         "/v1/risk",
-        {"project_id": PROJECT, "milestone_ids": [OTHER_PROJECTS_MILESTONE]},
+        {"project_id": PROJECT, "as_of": AS_OF, "milestone_ids": [OTHER_PROJECTS_MILESTONE]},
         400,
         "milestone_ids",
     ),
     ("as_of before the project began", "/v1/risk", {"project_id": PROJECT, "as_of": "2019-01-01"}, 400, "as_of"),
+    ("as_of decades after the data", "/v1/risk", {"project_id": PROJECT, "as_of": "2099-01-01"}, 400, "as_of"),
+    ("as_of at the end of time", "/v1/risk", {"project_id": PROJECT, "as_of": "9999-12-31"}, 400, "as_of"),
+    ("today, years after the sample", "/v1/risk", {"project_id": PROJECT}, 400, "as_of"),
+    ("a batch long after the data", "/v1/risk/batch", {"as_of": "2099-01-01"}, 400, "as_of"),
     ("oversized batch", "/v1/risk/batch", {"project_ids": [f"P{i:05d}" for i in range(1, 61)]}, 413, "project_ids"),
     ("unknown id in a batch", "/v1/risk/batch", {"project_ids": [PROJECT, "P99999"]}, 404, "project_ids"),
     ("empty batch", "/v1/risk/batch", {"project_ids": []}, 400, "project_ids"),
@@ -223,7 +239,7 @@ BAD = [
     (
         "another project's milestone in a what-if",
         "/v1/whatif",
-        {"project_id": PROJECT, "milestone_id": OTHER_PROJECTS_MILESTONE, "changes": {}},
+        {"project_id": PROJECT, "milestone_id": OTHER_PROJECTS_MILESTONE, "as_of": AS_OF, "changes": {}},
         400,
         "milestone_id",
     ),
@@ -262,7 +278,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(http, case,
     answer = response.json()
     assert answer["field"] == field and answer["error"].startswith(f"{field}: "), answer
     assert len(answer["error"]) > len(field) + 5  # the problem is said, not only the field
-    assert http.post("/v1/risk", json={"project_id": PROJECT, "top_k": 0}).status_code == 200
+    assert http.post("/v1/risk", json={"project_id": PROJECT, "as_of": AS_OF, "top_k": 0}).status_code == 200
 
 
 def test_validation_error_bodies_get_the_field():
