@@ -62,7 +62,7 @@ notebooks: $(STAMP) ## run notebooks/explore_and_explain.py headless; the execut
 	$(VENV)/bin/jupyter-execute --inplace $(WORK)/notebooks/explore_and_explain.ipynb
 
 sample-data: $(STAMP) ## regenerate the committed sample world in data_samples/world
-	$(EQSMS) generate
+	$(EQSMS) generate --out data_samples/world
 
 clean: ## remove outputs (eqsms_work, benchmark results), keep .venv
 	rm -rf eqsms_work benchmarks/results

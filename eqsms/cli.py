@@ -6,8 +6,12 @@ imports its stage's library lazily, so ``eqsms --help`` stays fast, and reads se
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
+from eqsms.cli_kit import DEBUG
 from features.cli import app as features_app
 from features.importers.cli import import_app
 from serving.cli import app as serving_app
@@ -20,6 +24,16 @@ app = typer.Typer(
     add_completion=False,
     help="EQSMS Risk: defect, delay and churn risk before each milestone.",
 )
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="with a user's mistake, show the traceback too")] = False,
+) -> None:
+    """EQSMS Risk: defect, delay and churn risk before each milestone."""
+    if debug:
+        os.environ[DEBUG] = "1"
+
 app.add_typer(world_app)  # generate: first, as the first step of the README
 app.add_typer(features_app)
 app.add_typer(import_app, name="import")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import traceback
 from typing import NoReturn
 
 import typer
@@ -21,7 +23,12 @@ def one_of(choices: tuple[str, ...]):
     return check
 
 
+DEBUG = "EQSMS_DEBUG"  # set by `eqsms --debug`: a user's mistake comes with its traceback too
+
+
 def fail(what: str, err: Exception | str) -> NoReturn:
-    """A user's mistake: one red line saying what to fix, exit status 2, no traceback."""
-    console.print(f"[bold red]{what}:[/] {err}", highlight=False)
+    """A user's mistake: one red line saying what to fix, exit status 2; the traceback only with ``--debug``."""
+    if isinstance(err, BaseException) and os.environ.get(DEBUG):
+        traceback.print_exception(err)
+    console.print(f"[bold red]{what}:[/] {err}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 from typing import Annotated
 
@@ -31,6 +33,18 @@ def server_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (taken, or not an address of this machine), or None."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+            probe.bind((host, port))
+    except OSError as err:
+        taken = err.errno == errno.EADDRINUSE
+        return "the port is taken (another server?): pass --port" if taken else f"{err.strerror}: pass --host"
+    return None
+
+
 def serve_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
 
@@ -46,7 +60,10 @@ def serve(
     the data. The process becomes `bentoml serve`: stop it with Ctrl+C (or SIGTERM to its pid).
     """
     settings = get_settings()
-    command = serve_command(host or settings.host, port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    if problem := cannot_listen(host, port):
+        fail(f"cannot serve on {host}:{port}", problem)
+    command = serve_command(host, port)
     env = server_env()
     os.chdir(REPO_ROOT)  # the import path serving.service resolves from the repository root
     os.execve(command[0], command, env)  # replace this process: one pid to stop, signals go straight in

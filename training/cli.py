@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import one_of
+from eqsms.cli_kit import fail, one_of
 from eqsms.settings import get_settings
 from features.targets import TARGETS
 
@@ -30,29 +30,31 @@ def train(
     target: Annotated[str | None, typer.Option(help="with --dataset: the label column")] = None,
     time_column: Annotated[str | None, typer.Option(help="with --dataset: the as_of column")] = None,
     id_columns: Annotated[str, typer.Option(help="with --dataset: comma-separated id columns")] = "",
+    features: Annotated[
+        str, typer.Option(help="with --dataset: comma-separated feature columns (default: all the others)")
+    ] = "",
+    exclude: Annotated[str, typer.Option(help="with --dataset: comma-separated columns that are not features")] = "",
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     from features.cli import load_or_exit
-    from training.evaluate import read_oracle
-    from training.pipeline import (
-        Outcome,
-        all_targets,
-        dataset_from_table,
-        run_target,
-        summary_rows,
-        training_datasets,
-    )
+    from training.evaluate import TooFewRows, read_oracle
+    from training.pipeline import Outcome, all_targets, run_target, summary_rows, training_datasets
+    from training.tables import TableError, dataset_from_table
     from training.tracking import configure
 
     settings = get_settings()
-    client = configure(settings)
-    console.print(f"MLflow store: {settings.tracking_uri}")
     if dataset is not None:
         if model == "all" or not target or not time_column:
             raise typer.BadParameter("--dataset needs --model (one target), --target and --time-column")
-        ids = [c for c in id_columns.split(",") if c]
-        datasets = {model: dataset_from_table(dataset, model, target, time_column, ids, settings)}
-        oracle, source = None, str(dataset)
+        ids, chosen, left_out = (_names(v) for v in (id_columns, features, exclude))
+        try:
+            ds = dataset_from_table(dataset, model, target, time_column, ids, settings, chosen or None, left_out)
+        except TableError as err:
+            fail(f"cannot train on {dataset}", err)
+        console.print(f"{model}: {len(ds.frame):,} rows; features: {', '.join(ds.feature_columns)}", highlight=False)
+        for note in ds.meta["notes"]:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
+        datasets, oracle, source = {model: ds}, None, str(dataset)
     else:
         data_dir = data_dir or settings.data_dir
         with console.status(f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"):
@@ -61,6 +63,8 @@ def train(
             if not isinstance(ds, str):
                 console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source})", highlight=False)
         oracle, source = read_oracle(data_dir), str(data_dir)
+    client = configure(settings)
+    console.print(f"MLflow store: {settings.tracking_uri}", soft_wrap=True)
     outcomes = []
     for name, ds in datasets.items():
         if isinstance(ds, str):
@@ -68,7 +72,10 @@ def train(
             outcomes.append(Outcome(name, skipped=ds))
             continue
         with console.status(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)"):
-            outcome = run_target(ds, settings, oracle, source, promote, client)
+            try:
+                outcome = run_target(ds, settings, oracle, source, promote, client)
+            except TooFewRows as err:
+                fail(f"cannot train {name}", err)
         console.print(f"{name}: run {outcome.registered.run_id}, registered v{outcome.registered.version}")
         if outcome.decision:
             console.print(outcome.decision.summary())
@@ -79,6 +86,10 @@ def train(
     for row in summary_rows(outcomes):
         table.add_row(*row)
     console.print(table)
+
+
+def _names(listed: str) -> list[str]:
+    return [name.strip() for name in listed.split(",") if name.strip()]
 
 
 @app.command("promote")

@@ -20,6 +20,10 @@ from training.kinds import strategy
 from training.splits import Split, rolling_origin, time_split
 
 
+class TooFewRows(ValueError):
+    """The rows cannot be split into train, calibration and test parts; the message says how many there are."""
+
+
 @dataclass
 class TrainResult:
     target: str
@@ -95,7 +99,10 @@ def train_target(
     spec = ds.spec
     split = split or time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
-        raise ValueError(f"{spec.name}: too few rows ({len(ds.frame)}) for a train/calibration/test split")
+        sizes = ", ".join(f"{len(idx)} {part}" for part, idx in split.parts().items())
+        raise TooFewRows(
+            f"{spec.name}: {len(ds.frame)} rows cannot be split by time into train, calibration and test ({sizes})"
+        )
     bundle, pred = _fit_and_score(spec, ds, split, settings)
     results = {"model": _score(spec, ds, split.test, pred)}
     predictions = {f"model_{k}": v for k, v in pred.items()}

@@ -170,42 +170,6 @@ def datasets_from_data(data, settings: Settings, targets: list[str]) -> dict[str
     return {name: r.dataset or r.error for name, r in build_all(data, settings, targets).items()}
 
 
-def dataset_from_table(
-    path: Path, name: str, label: str, time_column: str, id_columns: list[str], settings: Settings
-) -> Dataset:
-    """A feature table a data scientist prepared: ids, a time column (the as_of), a label and feature columns,
-    trained as the target ``name`` (its kind, metrics and registry name).
-
-    Text columns become categorical features; labels the target derives from its own (``late`` from a slip) are
-    derived with the settings. The model card says which column of which table the model learned.
-    """
-    spec = target(name)
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    missing = [c for c in [label, time_column, *id_columns] if c not in frame]
-    if missing:
-        raise ValueError(f"{path.name}: no column {', '.join(missing)}; columns: {', '.join(frame.columns)}")
-    frame = frame.rename(columns={time_column: "as_of", label: spec.label})
-    frame["as_of"] = pd.to_datetime(frame["as_of"])
-    frame = spec.derive_labels(frame, settings)
-    labels = [c for c in spec.label_columns if c in frame]
-    features = [c for c in frame.columns if c not in {*id_columns, "as_of", *labels}]
-    for col in features:
-        if not pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
-            frame[col] = frame[col].astype("category")
-    frame = frame.sort_values("as_of", kind="stable").reset_index(drop=True)
-    digest = tables_fingerprint({"table": frame})
-    meta = {
-        "target": spec.name,
-        "rows": len(frame),
-        "feature_columns": features,
-        "as_of_window": [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())],
-        "fingerprint": digest,
-        "source": str(path),
-        "purpose": f"the label column '{label}' of {path.name}, as the {spec.name} model ({spec.purpose})",
-    }
-    return Dataset(spec.name, frame, list(id_columns), labels, features, meta, str(path))
-
-
 def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
     """One line a target for the terminal: headline metric against baselines and oracle, registry state."""
     rows = []

@@ -23,13 +23,22 @@ class Split:
         return {"train": self.train, "calibration": self.calibration, "test": self.test}
 
 
+def moment(value) -> str:
+    """A point of the time order as text: a date (a time of day only if it has one), or a number as it is (a
+    prepared table may order its rows by a row number or a year-week)."""
+    if isinstance(value, pd.Timestamp):
+        return str(value.date()) if value == value.normalize() else value.isoformat()
+    return str(value)
+
+
 def _window(as_of: pd.Series) -> list[str]:
-    return [str(as_of.min().date()), str(as_of.max().date())] if len(as_of) else []
+    return [moment(as_of.min()), moment(as_of.max())] if len(as_of) else []
 
 
 def _cut(as_of: pd.Series, shares: list[float]) -> list[np.ndarray]:
     """Consecutive blocks of rows by as_of with about the given shares; rows with the same as_of stay together."""
-    t = as_of.to_numpy(dtype="datetime64[s]")
+    dated = pd.api.types.is_datetime64_any_dtype(as_of)
+    t = as_of.to_numpy(dtype="datetime64[s]" if dated else "float64")
     order = np.argsort(t, kind="stable")
     bounds = np.cumsum(shares)[:-1] * len(t)
     cut_times = [t[order[min(int(b), len(t) - 1)]] for b in bounds]
