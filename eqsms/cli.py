@@ -34,6 +34,7 @@ def root(
     if debug:
         os.environ[DEBUG] = "1"
 
+
 app.add_typer(world_app)  # generate: first, as the first step of the README
 app.add_typer(features_app)
 app.add_typer(import_app, name="import")

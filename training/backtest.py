@@ -57,7 +57,6 @@ class Backtest:
     result: TrainResult
     rows: dict[str, int]
     projects: dict[str, int]
-    extra_baselines: dict[str, dict[str, float]]
     target: dict
     windows: dict[str, list[str]] = field(default_factory=dict)
     split: dict = field(default_factory=dict)  # kind, description, and why it was chosen when it was a fallback
@@ -67,7 +66,7 @@ class Backtest:
     mlflow: dict = field(default_factory=dict)
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        return {**self.result.metrics, **self.extra_baselines}
+        return self.result.metrics
 
     def as_dict(self) -> dict:
         return jsonable(
@@ -343,7 +342,6 @@ def run_backtest(
     result = train_target(ds, settings, split=split, backtest_splits=folds)
     spec = target(model)
     strat = strategy(spec.kind)
-    extra = strat.extra_baselines(spec, ds, split)
     project = ds.frame["project_id"]
     n_projects = project.nunique()
     backtest = Backtest(
@@ -361,7 +359,6 @@ def run_backtest(
             "dataset": int(n_projects),
             **{name: int(project.iloc[idx].nunique()) for name, idx in split.parts().items()},
         },
-        extra_baselines=extra,
         target={
             **target_check(spec, result.metrics, settings),
             "gain_ci95": bootstrap_gain(spec, result, settings.seed),
@@ -450,7 +447,7 @@ def summary_rows(bt: Backtest) -> list[list[str]]:
     """Model against baselines on the test rows, for the console: metric, model, reference class, linear, on time."""
     kind = strategy(target(bt.model).kind)
     m = bt.metrics()
-    who = ["model", "reference_class", kind.linear, *bt.extra_baselines]
+    who = ["model", "reference_class", kind.linear, *kind.simplest]
     return [[k, *(_fmt(m.get(w, {}).get(k)) for w in who)] for k in kind.summary_metrics]
 
 

@@ -95,8 +95,8 @@ def print_backtest(bt) -> None:
     from features.targets import target
     from training.kinds import strategy
 
-    linear = strategy(target(bt.model).kind).linear
-    for col in ("metric", "model", "reference class", linear, *bt.extra_baselines):
+    kind = strategy(target(bt.model).kind)
+    for col in ("metric", "model", "reference class", kind.linear, *kind.simplest):
         table.add_column(col.replace("_", " "), justify="left" if col == "metric" else "right")
     for row in summary_rows(bt):
         table.add_row(*row)

@@ -77,6 +77,8 @@ def train(
             except TooFewRows as err:
                 fail(f"cannot train {name}", err)
         console.print(f"{name}: run {outcome.registered.run_id}, registered v{outcome.registered.version}")
+        for note in outcome.result.notes:
+            console.print(f"[yellow]{name}[/]: {note}", highlight=False)
         if outcome.decision:
             console.print(outcome.decision.summary())
         outcomes.append(outcome)

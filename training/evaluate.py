@@ -15,6 +15,7 @@ from eqsms.settings import Settings
 from features.datasets import Dataset
 from features.targets import TargetSpec
 from training import metrics
+from training.baselines import reference_keys
 from training.bundle import ModelBundle
 from training.kinds import strategy
 from training.splits import Split, rolling_origin, time_split
@@ -34,6 +35,7 @@ class TrainResult:
     lifts: dict[str, float]
     backtest: list[dict] = field(default_factory=list)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test predictions, for the plots
+    notes: list[str] = field(default_factory=list)  # what a reviewer must know before trusting the metrics
 
 
 def _fit_and_score(spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> tuple[ModelBundle, dict]:
@@ -137,4 +139,29 @@ def train_target(
             "horizon_days": settings.horizon_days,
         }
     )
-    return TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions)
+    notes = judgement_notes(spec, results, test_rows, reference_keys(ds.frame[ds.feature_columns]))
+    return TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
+
+
+MIN_TEST_ROWS = 100  # fewer, and a test metric says little
+
+
+def judgement_notes(
+    spec: TargetSpec, results: dict[str, dict[str, float]], test_rows: pd.DataFrame, keys: list[list[str]]
+) -> list[str]:
+    """Plain words on how far the test metrics can be trusted and whom the model fails to beat."""
+    notes = []
+    if not keys:
+        notes.append("the reference class has no grouping column (no milestone kind or project type): it is one rate")
+    if len(test_rows) < MIN_TEST_ROWS:
+        notes.append(f"only {len(test_rows)} test rows: too few to judge the model by")
+    notes += strategy(spec.kind).too_few_to_judge(spec, test_rows)
+    metric, ours = spec.headline, results["model"].get(spec.headline, float("nan"))
+    for name, values in results.items():
+        theirs = values.get(metric, float("nan"))
+        if name in ("model", "oracle") or not np.isfinite(theirs) or not np.isfinite(ours):
+            continue
+        if metrics.lift(results["model"], values, metric) < 1:
+            who = name.replace("_", " ")
+            notes.append(f"the model does not beat {who} on its test rows ({metric} {ours:.3f} vs {theirs:.3f})")
+    return notes

@@ -43,6 +43,7 @@ class Classifier:
     name = CLASSIFIER
     main_output = "probability"  # the one number the gate and the directional checks compare
     linear = "logistic_regression"
+    simplest = ("base_rate",)  # the training rows' rate of the label, for every row
     reports_censoring = False  # backtests: whether the test rows' labels can be cut short by the export's date
     summary_metrics = ("roc_auc", "pr_auc", "brier", "ece", "precision_top10")
 
@@ -68,6 +69,7 @@ class Classifier:
         return {
             "reference_class": {"probability": ReferenceClass(reference_keys(X)).fit(Xtr, y).predict(Xte)},
             self.linear: {"probability": Linear(classifier=True).fit(Xtr, y).predict(Xte)},
+            "base_rate": {"probability": np.full(len(Xte), float(np.mean(y)))},
         }
 
     def oracle(self, found: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -87,15 +89,18 @@ class Classifier:
             )
         ]
 
+    def too_few_to_judge(self, spec: TargetSpec, test_rows: pd.DataFrame) -> list[str]:
+        positives = int(test_rows[spec.label].sum())
+        if positives < MIN_TEST_FAILURES:
+            return [f"only {positives} positive test rows: too few to judge a ranking by"]
+        return []
+
     # ----------------------------------------------------------------------------------------------- backtests
     def unusable(self, spec: TargetSpec, ds: Dataset, split: Split) -> str | None:
         failures = int(ds.frame[spec.label].to_numpy()[split.test].sum())
         if failures < MIN_TEST_FAILURES or failures == len(split.test):
             return f"the test part has {failures} failures in {len(split.test)} rows"
         return None
-
-    def extra_baselines(self, spec: TargetSpec, ds: Dataset, split: Split) -> dict[str, dict[str, float]]:
-        return {}
 
     def bootstrap_gain(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict, rng, n: int) -> np.ndarray:
         """ROC-AUC of the model minus the reference class's, on resamples of the test rows."""
@@ -126,6 +131,8 @@ class SlipModel:
     name = SLIP
     main_output = "expected_slip_days"
     linear = "linear_regression"
+    simplest = ("on_time", "training_median")  # no (further) slip; the training rows' median slip, for every row
+    outputs_of_a_row = ("expected_slip_days", "lower_days", "upper_days", "late_probability")
     reports_censoring = True
     summary_metrics = ("mae", "rmse", "coverage", "mean_width", "late_auc")
 
@@ -175,6 +182,14 @@ class SlipModel:
                 "expected_slip_days": Linear(classifier=False).fit(Xtr, slip).predict(Xte),
                 "late_probability": Linear(classifier=True).fit(Xtr, late).predict(Xte),
             },
+            # "It will be on time": a slip of 0 days, a range of [0, 0] and no chance of being late.
+            "on_time": {
+                k: np.zeros(len(Xte)) for k in ("expected_slip_days", "lower_days", "upper_days", "late_probability")
+            },
+            "training_median": {
+                "expected_slip_days": np.full(len(Xte), float(np.median(slip))),
+                "late_probability": np.full(len(Xte), float(np.mean(late))),
+            },
         }
 
     def oracle(self, found: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -201,16 +216,12 @@ class SlipModel:
             ),
         ]
 
+    def too_few_to_judge(self, spec: TargetSpec, test_rows: pd.DataFrame) -> list[str]:
+        return []
+
     # ----------------------------------------------------------------------------------------------- backtests
     def unusable(self, spec: TargetSpec, ds: Dataset, split: Split) -> str | None:
         return None
-
-    def extra_baselines(self, spec: TargetSpec, ds: Dataset, split: Split) -> dict[str, dict[str, float]]:
-        """The "it will be on time" baseline: a slip of 0 days and no chance of being late."""
-        y = ds.frame[spec.label].to_numpy()[split.test]
-        late = ds.frame["late"].to_numpy()[split.test]
-        zero = np.zeros(len(y))
-        return {"on_time": metrics.regression(y, zero, zero, zero, late, zero)}
 
     def bootstrap_gain(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict, rng, n: int) -> np.ndarray:
         """The MAE reduction against the reference class, on resamples of the test rows."""

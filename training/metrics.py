@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 # Which way is better, for the promotion gate and the lift.
-HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "precision_top10", "late_auc", "coverage"}
+HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "precision_top10", "late_auc", "coverage", "r2"}
 
 
 def binary_and_prob(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +76,8 @@ def regression(
     y = np.asarray(y, dtype="float64")
     err = np.asarray(expected, dtype="float64") - y
     out = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
+    spread = float(np.sum((y - y.mean()) ** 2))
+    out["r2"] = 1.0 - float(np.sum(err**2)) / spread if spread else float("nan")
     if lower is not None and upper is not None:
         out["coverage"] = float(np.mean((y >= lower) & (y <= upper)))
         out["mean_width"] = float(np.mean(upper - lower))

@@ -66,7 +66,7 @@ def evidence(result: TrainResult, ds: Dataset, folder: Path, git_commit: str | N
         metrics=result.metrics,
         lifts=result.lifts,
         backtest=result.backtest,
-        known_limits=KNOWN_LIMITS,
+        known_limits=[*result.notes, *KNOWN_LIMITS],
         git_commit=git_commit,
     )
     card_path = folder / "model_card.md"
