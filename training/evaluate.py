@@ -18,7 +18,7 @@ from training import metrics
 from training.baselines import reference_keys
 from training.bundle import ModelBundle
 from training.kinds import strategy
-from training.splits import Split, rolling_origin, time_split
+from training.splits import Split, folds_before, share_note, time_split
 
 
 class TooFewRows(ValueError):
@@ -93,12 +93,12 @@ def train_target(
     backtest_splits: list[Split] | None = None,
 ) -> TrainResult:
     """Fit, calibrate and test one model on a time split; score the baselines and the oracle on its test rows;
-    repeat the fit on rolling-origin folds to show how stable the metrics are.
+    repeat the fit on rolling-origin folds before the test rows to show how stable the metrics are.
 
     ``split`` and ``backtest_splits`` replace the default time split and rolling-origin folds (for example a split
     that also keeps each project's rows on one side, or leave-one-project-out folds).
     """
-    spec = ds.spec
+    spec, split_given = ds.spec, split
     split = split or time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
         sizes = ", ".join(f"{len(idx)} {part}" for part, idx in split.parts().items())
@@ -118,10 +118,11 @@ def train_target(
     headline = spec.headline
     lifts = {f"{headline}_vs_{name}": metrics.lift(results["model"], results[name], headline) for name in results}
     lifts.pop(f"{headline}_vs_model")
-    backtest = []
-    folds = (
-        backtest_splits if backtest_splits is not None else rolling_origin(ds.frame["as_of"], settings.backtest_folds)
-    )
+    backtest, skipped = [], []
+    if backtest_splits is None:
+        folds, skipped = folds_before(ds.frame["as_of"], split, settings.backtest_folds)
+    else:
+        folds = backtest_splits
     for k, fold in enumerate(folds, start=1):
         _, fold_pred = _fit_and_score(spec, ds, fold, settings)
         window = fold.windows(ds.frame["as_of"])["test"]
@@ -140,6 +141,11 @@ def train_target(
         }
     )
     notes = judgement_notes(spec, results, test_rows, reference_keys(ds.frame[ds.feature_columns]))
+    test_share = 1 - settings.train_share - settings.calibration_share
+    nominal = {"train": settings.train_share, "calibration": settings.calibration_share, "test": test_share}
+    if split_given is None and (note := share_note(split, len(ds.frame), nominal)):
+        notes.append(note)
+    notes += skipped
     return TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
 
 

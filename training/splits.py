@@ -58,9 +58,39 @@ def time_split(as_of: pd.Series, train_share: float, calibration_share: float) -
 def rolling_origin(as_of: pd.Series, folds: int) -> list[Split]:
     """Backtest folds: cut time into ``folds + 2`` blocks; fold k trains on blocks < k, calibrates on block k and
     tests on block k + 1 (k = 1 .. folds), so every fold's test lies after everything it learned from."""
+    return rolling_origin_report(as_of, folds)[0]
+
+
+def rolling_origin_report(as_of: pd.Series, folds: int) -> tuple[list[Split], list[str]]:
+    """The folds of :func:`rolling_origin` that can be built, and why the others were skipped (a part left empty:
+    many rows share a time, and rows that share one stay together)."""
     blocks = _cut(as_of, [1.0 / (folds + 2)] * (folds + 2))
-    return [
-        Split(np.concatenate(blocks[:k]), blocks[k], blocks[k + 1])
-        for k in range(1, folds + 1)
-        if len(blocks[k]) and len(blocks[k + 1])
-    ]
+    kept, skipped = [], []
+    for k in range(1, folds + 1):
+        fold = Split(np.concatenate(blocks[:k]), blocks[k], blocks[k + 1])
+        if empty := [name for name, idx in fold.parts().items() if not len(idx)]:
+            why = f"no {' or '.join(empty)} rows (rows sharing a time stay together)"
+            skipped.append(f"backtest fold {k} skipped: {why}")
+        else:
+            kept.append(fold)
+    return kept, skipped
+
+
+def folds_before(as_of: pd.Series, main: Split, folds: int) -> tuple[list[Split], list[str]]:
+    """Rolling-origin folds on the rows before ``main``'s test part, so that none repeats the main test (on the
+    whole span, the last fold's test was the main test's rows); and why any was skipped."""
+    before = np.sort(np.concatenate([main.train, main.calibration]))
+    kept, skipped = rolling_origin_report(as_of.iloc[before], folds)
+    return [Split(before[f.train], before[f.calibration], before[f.test]) for f in kept], skipped
+
+
+def share_note(split: Split, n: int, nominal: dict[str, float], tolerance: float = 0.02) -> str | None:
+    """A sentence when the parts' shares of the rows came out away from the settings' (ties in time)."""
+    got = {name: len(idx) / n for name, idx in split.parts().items()} if n else {}
+    if all(abs(got[name] - share) <= tolerance for name, share in nominal.items()):
+        return None
+    said = "/".join(f"{got[name]:.0%}" for name in nominal)
+    wanted = "/".join(f"{share:.0%}" for share in nominal.values())
+    return (
+        f"rows sharing a time stay on one side: the split came out {said} (train/calibration/test; settings {wanted})"
+    )
