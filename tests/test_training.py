@@ -157,9 +157,12 @@ def test_train_cli_on_a_prepared_feature_table(tmp_path, data, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     client = MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
-    assert tracking.alias_version(client, "defect_risk", "champion") == "1"
+    # Registered under a name of its own (from the file name), never as the product's defect_risk model.
+    assert tracking.alias_version(client, "defect_risk_table", "champion") == "1"
+    assert tracking.alias_version(client, "defect_risk", "champion") is None
+    assert client.get_model_version("defect_risk_table", "1").tags["target"] == "defect_risk"
     meta = json.loads(Path(table).with_suffix(".json").read_text())
-    run = client.get_run(client.get_model_version("defect_risk", "1").run_id)
+    run = client.get_run(client.get_model_version("defect_risk_table", "1").run_id)
     assert run.data.tags["source"] == str(table)
     assert run.data.params["n_features"] == str(len(meta["feature_columns"]))
     card = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model_card.md")).read_text()
@@ -178,10 +181,10 @@ def test_a_prepared_slip_table_gets_its_late_label_from_the_settings(tmp_path, d
     monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("EQSMS_LATE_TOLERANCE_DAYS", "30")
     args = ["train", "--model", "delay", "--dataset", str(table), "--target", "slip", "--time-column", "scored_on"]
-    result = CliRunner().invoke(app, [*args, "--id-columns", "milestone_id,project_id"])
+    result = CliRunner().invoke(app, [*args, "--id-columns", "milestone_id,project_id", "--name", "firm_slips"])
     assert result.exit_code == 0, result.output
     client = MlflowClient(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}")
-    run = client.get_run(client.get_model_version("delay", "1").run_id)
+    run = client.get_run(client.get_model_version("firm_slips", "1").run_id)
     test_rows = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="test_rows.parquet")
     )

@@ -34,6 +34,9 @@ def train(
         str, typer.Option(help="with --dataset: comma-separated feature columns (default: all the others)")
     ] = "",
     exclude: Annotated[str, typer.Option(help="with --dataset: comma-separated columns that are not features")] = "",
+    registry_name: Annotated[
+        str | None, typer.Option("--name", help="with --dataset: the registry name (default: from the file name)")
+    ] = None,
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     from features.cli import load_or_exit
@@ -48,13 +51,16 @@ def train(
             raise typer.BadParameter("--dataset needs --model (one target), --target and --time-column")
         ids, chosen, left_out = (_names(v) for v in (id_columns, features, exclude))
         try:
-            ds = dataset_from_table(dataset, model, target, time_column, ids, settings, chosen or None, left_out)
+            ds = dataset_from_table(
+                dataset, model, target, time_column, ids, settings, chosen or None, left_out, registry_name
+            )
         except TableError as err:
             fail(f"cannot train on {dataset}", err)
-        console.print(f"{model}: {len(ds.frame):,} rows; features: {', '.join(ds.feature_columns)}", highlight=False)
+        said = f"{ds.meta['model_name']} (a {model} model): {len(ds.frame):,} rows"
+        console.print(f"{said}; features: {', '.join(ds.feature_columns)}", highlight=False)
         for note in ds.meta["notes"]:
             console.print(f"[yellow]note[/]: {note}", highlight=False)
-        datasets, oracle, source = {model: ds}, None, str(dataset)
+        datasets, oracle, source = {ds.meta["model_name"]: ds}, None, str(dataset)
     else:
         data_dir = data_dir or settings.data_dir
         with console.status(f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"):
@@ -96,7 +102,9 @@ def _names(listed: str) -> list[str]:
 
 @app.command("promote")
 def promote_cmd(
-    model: Annotated[str, typer.Argument(help=f"{', '.join(TARGETS)} or all", callback=_model_option)] = "all",
+    model: Annotated[
+        str, typer.Argument(help=f"{', '.join(TARGETS)}, all of them, or a prepared table's registry name")
+    ] = "all",
 ) -> None:
     """Move @champion to @challenger if it is no worse on the challenger's test rows (first model: champion)."""
     from training.pipeline import all_targets

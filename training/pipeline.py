@@ -130,8 +130,8 @@ def run_target(
         registered = log_training(
             result, ds, settings, client, params_of(result, settings), tags_of(result, ds, source), artifacts
         )
-    decision = promote(client, ds.target, settings.promotion_tolerance) if gate else None
-    return Outcome(ds.target, result, registered, decision)
+    decision = promote(client, registered.target, settings.promotion_tolerance) if gate else None
+    return Outcome(registered.target, result, registered, decision)
 
 
 def training_datasets(data_dir: Path, settings: Settings, targets: list[str], load) -> dict[str, Dataset | str]:
@@ -178,7 +178,7 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
             rows.append([o.target, "-", "-", "-", "-", f"skipped: {o.skipped}"])
             continue
         m = o.result.metrics
-        key = target(o.target).headline
+        key = target(o.result.target).headline
         base = next(name for name in m if name not in ("model", "oracle", "reference_class"))
         fmt = "{:.3f}".format
         state = f"v{o.registered.version}"

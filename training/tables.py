@@ -11,6 +11,7 @@ rows were left out and why, which columns look like ids or like the label itself
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,14 @@ LEAK_SCORE = 0.99  # a feature that alone ranks the label this well (ROC-AUC or 
 
 class TableError(ValueError):
     """A prepared table cannot be used as it is; the message names the column and what to do."""
+
+
+def model_name_of(path: Path) -> str:
+    """A registry name from a table's file name (``defect_risk`` and the other product names get ``_table``)."""
+    from features.targets import TARGETS
+
+    name = re.sub(r"[^0-9A-Za-z_-]+", "_", path.stem).strip("_") or "table"
+    return f"{name}_table" if name in TARGETS else name
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -107,11 +116,14 @@ def dataset_from_table(
     settings: Settings,
     features: list[str] | None = None,
     exclude: list[str] | None = None,
+    model_name: str | None = None,
 ) -> Dataset:
     """The table as the dataset of target ``name`` (its kind and metrics): the model learns ``label``.
 
     ``features`` names the feature columns (default: every column that is not an id, the time or a label),
     ``exclude`` leaves some out. ``meta["notes"]`` says what was decided; the model card names the label column.
+    The model is registered as ``model_name`` (default: :func:`model_name_of` the file), never as a product model
+    unless asked by name: a promotion must not judge a firm's own table against the milestone model.
     """
     spec = target(name)
     frame = read_table(path)
@@ -150,5 +162,6 @@ def dataset_from_table(
         "source": str(path),
         "purpose": f"the label column '{label}' of {path.name}, as the {spec.name} model ({spec.purpose})",
         "notes": notes,
+        "model_name": model_name or model_name_of(path),
     }
     return Dataset(spec.name, frame, list(id_columns), labels, chosen, meta, str(path))

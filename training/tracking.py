@@ -127,7 +127,8 @@ def log_training(
 ) -> Registered:
     """One run with everything a reviewer and serving need; then the model is registered as ``@challenger``."""
     bundle = result.bundle
-    with mlflow.start_run(experiment_id=experiment_id(client, result.target, settings)) as run:
+    name = ds.meta.get("model_name", result.target)  # the registry name: the target's, or a prepared table's own
+    with mlflow.start_run(experiment_id=experiment_id(client, name, settings)) as run:
         log_dataset(ds)
         mlflow.log_params(params)
         mlflow.set_tags({**tags, "git_commit": git_commit() or "unknown"})
@@ -151,11 +152,10 @@ def log_training(
                 # serving loads the native flavor, and the tests score the logged model that way.
                 validate_serving_input=False,
             )
-    version = mlflow.register_model(info.model_uri, result.target)
-    client.set_registered_model_alias(result.target, CHALLENGER, version.version)
-    return Registered(
-        result.target, run.info.run_id, str(version.version), f"models:/{result.target}/{version.version}"
-    )
+    version = mlflow.register_model(info.model_uri, name)
+    client.set_model_version_tag(name, version.version, "target", result.target)  # the gate judges by its spec
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return Registered(name, run.info.run_id, str(version.version), f"models:/{name}/{version.version}")
 
 
 def load_bundle(model_uri: str) -> ModelBundle:
@@ -170,9 +170,9 @@ def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
         return None
 
 
-def gate_metric(name: str, bundle: ModelBundle, rows: pd.DataFrame) -> float:
-    """The target's headline metric of a model on given rows (ROC-AUC for a classifier, MAE for a slip)."""
-    spec = target(name)
+def gate_metric(bundle: ModelBundle, rows: pd.DataFrame) -> float:
+    """The headline metric of the bundle's target on given rows (ROC-AUC for a classifier, MAE for a slip)."""
+    spec = target(bundle.target)
     return score_rows(spec, rows, bundle.predict(rows))[spec.headline]
 
 
@@ -204,11 +204,12 @@ def promote(client: MlflowClient, name: str, tolerance: float) -> Decision:
     Both models score the very same rows (logged with the challenger's run); the first model becomes champion.
     The decision and both values are logged to the challenger's run and set as tags on its version.
     """
-    metric = target(name).headline
     challenger = alias_version(client, name, CHALLENGER)
     champion = alias_version(client, name, CHAMPION)
     if challenger is None:
-        return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, metric)
+        return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, "")
+    # A registered model is judged by its target's metric (a prepared table's model has a name of its own).
+    metric = target(client.get_model_version(name, challenger).tags.get("target", name)).headline
     if champion is None:
         decision = Decision(name, True, "first model", challenger, None, metric)
     elif champion == challenger:
@@ -218,8 +219,8 @@ def promote(client: MlflowClient, name: str, tolerance: float) -> Decision:
         rows = pd.read_parquet(
             mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
         )
-        new = gate_metric(name, load_bundle(f"models:/{name}/{challenger}"), rows)
-        old = gate_metric(name, load_bundle(f"models:/{name}/{champion}"), rows)
+        new = gate_metric(load_bundle(f"models:/{name}/{challenger}"), rows)
+        old = gate_metric(load_bundle(f"models:/{name}/{champion}"), rows)
         better = new >= old - tolerance if metric in metrics.HIGHER_IS_BETTER else new <= old + tolerance
         reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
         decision = Decision(name, better, reason, challenger, champion, metric, new, old)
