@@ -154,7 +154,10 @@ if "churn" in ready:
 # %%
 client = tracking.configure(settings)
 oracle = read_oracle(settings.data_dir)
-outcomes = {name: run_target(ds, settings, oracle, str(settings.data_dir), False, client) for name, ds in ready.items()}
+outcomes = {
+    name: run_target(ds, settings, oracle, str(settings.data_dir), False, client, force=True)
+    for name, ds in ready.items()
+}
 for name, outcome in outcomes.items():
     print(f"{name}: run {outcome.registered.run_id}, registered version {outcome.registered.version} @challenger")
 

@@ -70,3 +70,19 @@ def test_train_builds_and_writes_the_datasets_features_build_would(tmp_path, mon
     assert CliRunner().invoke(app, ["features", "build", str(SAMPLE)]).exit_code == 0
     made = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/datasets/churn.json"))]
     assert len(made) == 2 and made[0]["fingerprint"] == made[1]["fingerprint"]
+
+
+def test_training_unchanged_data_again_registers_nothing_unless_forced(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    command = ["train", str(SAMPLE), "--model", "churn", "--promote"]
+    assert runner.invoke(app, command).exit_code == 0
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0 and "unchanged: version 1 learned this dataset" in again.output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [str(v.version) for v in client.search_model_versions("name='churn'")] == ["1"]
+    forced = runner.invoke(app, [*command, "--force"])
+    assert forced.exit_code == 0 and "registered v2" in forced.output
+    monkeypatch.setenv("EQSMS_SEED", "8")  # another parameter: another training
+    assert "registered v3" in runner.invoke(app, command).output

@@ -115,7 +115,7 @@ def test_gate_rejects_a_worse_challenger_and_promotes_a_better_one(tmp_path, dat
     assert first.decision.promoted  # the first model becomes champion, however weak
     better = run_target(ds, settings, None, "test", True, client)
     assert better.decision.promoted and better.decision.challenger_value > better.decision.champion_value
-    worse = run_target(ds, stump, None, "test", True, client)
+    worse = run_target(ds, stump, None, "test", True, client, force=True)  # what the first run learned, again
     assert not worse.decision.promoted
     assert worse.decision.challenger_value < worse.decision.champion_value
     assert tracking.alias_version(client, "defect_risk", "champion") == better.registered.version
@@ -135,7 +135,7 @@ def test_a_run_that_fails_midway_moves_nothing(tmp_path, data, monkeypatch):
 
     monkeypatch.setattr(mlflow.lightgbm, "log_model", broken)
     with pytest.raises(OSError, match="disk full"):
-        run_target(ds, settings, None, "test", True, client)
+        run_target(ds, settings, None, "test", True, client, force=True)
     versions = client.search_model_versions("name='churn'")
     assert [str(v.version) for v in versions] == ["1"]
     assert tracking.alias_version(client, "churn", "champion") == "1"

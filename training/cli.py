@@ -26,6 +26,9 @@ def train(
     ] = None,
     model: Annotated[str, typer.Option(help=f"{', '.join(TARGETS)} or all", callback=_model_option)] = "all",
     promote: Annotated[bool, typer.Option("--promote", help="run the promotion gate after training")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="train again even if the registry holds this dataset's training")
+    ] = False,
     dataset: Annotated[Path | None, typer.Option(help="train on this prepared feature table instead")] = None,
     target: Annotated[str | None, typer.Option(help="with --dataset: the label column")] = None,
     time_column: Annotated[str | None, typer.Option(help="with --dataset: the as_of column")] = None,
@@ -79,12 +82,16 @@ def train(
             continue
         with console.status(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)"):
             try:
-                outcome = run_target(ds, settings, oracle, source, promote, client)
+                outcome = run_target(ds, settings, oracle, source, promote, client, force)
             except TooFewRows as err:
                 fail(f"cannot train {name}", err)
+        if outcome.skipped:
+            console.print(f"[yellow]{name}[/]: {outcome.skipped}", highlight=False, soft_wrap=True)
+            outcomes.append(outcome)
+            continue
         console.print(f"{name}: run {outcome.registered.run_id}, registered v{outcome.registered.version}")
         for note in outcome.result.notes:
-            console.print(f"[yellow]{name}[/]: {note}", highlight=False)
+            console.print(f"[yellow]{name}[/]: {note}", highlight=False, soft_wrap=True)
         if outcome.decision:
             console.print(outcome.decision.summary())
         outcomes.append(outcome)

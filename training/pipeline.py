@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,25 +76,27 @@ def evidence(result: TrainResult, ds: Dataset, folder: Path, git_commit: str | N
     return [*paths, card_path]
 
 
+TRAINING_KEYS = (
+    "train_share",
+    "calibration_share",
+    "backtest_folds",
+    "interval_coverage",
+    "n_estimators",
+    "learning_rate",
+    "num_leaves",
+    "max_depth",
+    "min_child_samples",
+    "early_stopping_rounds",
+    "seed",
+    "horizon_days",
+    "late_tolerance_days",
+    "churn_window_days",
+)
+
+
 def params_of(result: TrainResult, settings: Settings) -> dict:
     b = result.bundle
-    keys = (
-        "train_share",
-        "calibration_share",
-        "backtest_folds",
-        "interval_coverage",
-        "n_estimators",
-        "learning_rate",
-        "num_leaves",
-        "max_depth",
-        "min_child_samples",
-        "early_stopping_rounds",
-        "seed",
-        "horizon_days",
-        "late_tolerance_days",
-        "churn_window_days",
-    )
-    out = {k: getattr(settings, k) for k in keys}
+    out = {k: getattr(settings, k) for k in TRAINING_KEYS}
     out["num_leaves"] = settings.num_leaves_by_model.get(result.target, settings.num_leaves)
     out.update(
         {
@@ -117,19 +121,40 @@ def tags_of(result: TrainResult, ds: Dataset, source: str) -> dict:
     }
 
 
+def training_identity(ds: Dataset, settings: Settings, commit: str | None) -> str:
+    """What makes two trainings the same: the dataset's fingerprint, the training parameters, the code's commit."""
+    same = {
+        "dataset": ds.fingerprint,
+        "settings": {k: getattr(settings, k) for k in (*TRAINING_KEYS, "num_leaves_by_model", "delay_objective")},
+        "commit": commit,
+    }
+    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def run_target(
-    ds: Dataset, settings: Settings, oracle: pd.DataFrame | None, source: str, gate: bool, client=None
+    ds: Dataset,
+    settings: Settings,
+    oracle: pd.DataFrame | None,
+    source: str,
+    gate: bool,
+    client=None,
+    force: bool = False,
 ) -> Outcome:
-    """Train, log and register one target; with ``gate``, run the promotion gate on it."""
-    from training.tracking import git_commit
+    """Train, log and register one target; with ``gate``, run the promotion gate on it. A training the registry
+    already holds (same dataset, parameters and code: :func:`training_identity`) is not repeated unless ``force``."""
+    from training.tracking import git_commit, registered_with
 
     client = client or configure(settings)
+    name = ds.meta.get("model_name", ds.target)
+    identity = training_identity(ds, settings, git_commit())
+    if not force and (version := registered_with(client, name, identity)):
+        said = f"unchanged: version {version} learned this dataset with these parameters (--force to train again)"
+        return Outcome(name, skipped=said)
     result = train_target(ds, settings, oracle)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = evidence(result, ds, Path(tmp), git_commit())
-        registered = log_training(
-            result, ds, settings, client, params_of(result, settings), tags_of(result, ds, source), artifacts
-        )
+        tags = {**tags_of(result, ds, source), "training.identity": identity}
+        registered = log_training(result, ds, settings, client, params_of(result, settings), tags, artifacts)
     decision = promote(client, registered.target, settings.promotion_tolerance) if gate else None
     return Outcome(registered.target, result, registered, decision)
 

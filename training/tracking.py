@@ -154,6 +154,8 @@ def log_training(
             )
     version = mlflow.register_model(info.model_uri, name)
     client.set_model_version_tag(name, version.version, "target", result.target)  # the gate judges by its spec
+    if "training.identity" in tags:
+        client.set_model_version_tag(name, version.version, "training.identity", tags["training.identity"])
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return Registered(name, run.info.run_id, str(version.version), f"models:/{name}/{version.version}")
 
@@ -161,6 +163,15 @@ def log_training(
 def load_bundle(model_uri: str) -> ModelBundle:
     """A bundle from the registry (``models:/defect_risk@champion``, ``models:/delay/3``) or a run."""
     return ModelBundle.from_model_dir(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri)))
+
+
+def registered_with(client: MlflowClient, name: str, identity: str) -> str | None:
+    """The version of ``name`` registered from a training with this identity, if the registry has one."""
+    try:
+        found = client.search_model_versions(f"name='{name}' and tag.`training.identity`='{identity}'")
+    except MlflowException:
+        return None
+    return str(max(int(v.version) for v in found)) if found else None
 
 
 def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
