@@ -40,6 +40,13 @@ class PathSettings(BaseSettings):
         return self.work_dir / "datasets"
 
 
+class ContractSettings(BaseSettings):
+    """Validation: which dates are plausible at all."""
+
+    earliest_date: str = Field("1950-01-01", description="a date before this is refused (implausible_date)")
+    latest_date: str = Field("2100-12-31", description="a date after this is refused (implausible_date)")
+
+
 class TargetSettings(BaseSettings):
     """The targets (DESIGN.md, "The three targets")."""
 
@@ -114,7 +121,9 @@ class ServingSettings(BaseSettings):
     )
 
 
-class Settings(PathSettings, TargetSettings, FeatureSettings, WorldSettings, TrainingSettings, ServingSettings):
+class Settings(
+    PathSettings, ContractSettings, TargetSettings, FeatureSettings, WorldSettings, TrainingSettings, ServingSettings
+):
     """Every stage's section in one object (``settings.horizon_days``, ``settings.serve_workers``)."""
 
     model_config = SettingsConfigDict(env_prefix="EQSMS_", extra="ignore")

@@ -39,6 +39,8 @@ class Error(StrEnum):
     DUPLICATE_ID = "duplicate_id"  # the id (or key) of an earlier row again; the first one is kept
     UNKNOWN_PROJECT = "unknown_project"  # project_id names no accepted project
     INCONSISTENT_DATES = "inconsistent_dates"  # e.g. a defect closed before it was found
+    IMPLAUSIBLE_DATE = "implausible_date"  # outside the plausible window (settings: earliest_date, latest_date)
+    FUTURE_FACT = "future_fact"  # something that happened, dated after the export was validated
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import TABLE_ORDER, TABLES, Column, Error, Kind, Table
+from eqsms.settings import Settings, get_settings
+from features.contract import FACT_COLUMNS, TABLE_ORDER, TABLES, Column, Error, Kind, Table
 from features.io import CONTRACT_DOC, SOURCE_FILE, SOURCE_ROW, ContractError, describe_sources, read_table, table_files
 
 ERROR_COLUMN = "_column"
@@ -506,7 +507,38 @@ def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, column, code, reason)
     return pd.concat([meta, values], axis=1)
 
 
-def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None) -> _TableResult:
+class DateWindow(NamedTuple):
+    """Plausible dates, and the time of the export: what happened cannot be dated after it."""
+
+    earliest: np.datetime64
+    latest: np.datetime64
+    export: np.datetime64
+
+    @classmethod
+    def of(cls, settings) -> DateWindow:
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=1)  # a day's slack for time zones
+        return cls(*(np.datetime64(pd.Timestamp(t), "us") for t in (settings.earliest_date, settings.latest_date, now)))
+
+
+def _date_issues(table: str, col: Column, values: pd.Series, window: DateWindow) -> list[_Issue]:
+    """Dates outside the plausible window; facts (FACT_COLUMNS) dated after the export."""
+    t = values.to_numpy(dtype=DATETIME)
+    known = ~np.isnat(t)
+    issues = [
+        _Issue(
+            known & ((t < window.earliest) | (t > window.latest)),
+            Error.IMPLAUSIBLE_DATE,
+            f"is outside the plausible dates {str(window.earliest)[:10]} .. {str(window.latest)[:10]}",
+        )
+    ]
+    if col.name in FACT_COLUMNS.get(table, ()):
+        issues.append(
+            _Issue(known & (t > window.export), Error.FUTURE_FACT, "is after the export: it has not happened")
+        )
+    return issues
+
+
+def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, window: DateWindow) -> _TableResult:
     raw = _with_sources(raw, spec.name)
     n = len(raw)
     typed: dict[str, pd.Series] = {}
@@ -518,6 +550,8 @@ def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None) 
             absent.append(col.name)
             continue
         typed[col.name], issues = parse_column(raw[col.name], col)
+        if col.kind in (Kind.DATE, Kind.TIMESTAMP):
+            issues += _date_issues(spec.name, col, typed[col.name], window)
         findings += [f for issue in issues if (f := _finding(raw[col.name], col.name, issue)) is not None]
     findings += _ordered_findings(spec, raw, typed)
     passed = np.ones(n, bool)
@@ -551,12 +585,16 @@ def _empty_quarantine(table: str) -> pd.DataFrame:
     return pd.DataFrame(meta | {c.name: pd.Series([], dtype="str") for c in TABLES[table].columns})
 
 
-def validate_tables(raw: dict[str, pd.DataFrame | None], data_dir: Path = Path(".")) -> ValidatedData:
-    """Validate raw tables (as ``read_table`` returns them; None = no file) against the contract.
+def validate_tables(
+    raw: dict[str, pd.DataFrame | None], data_dir: Path = Path("."), settings: Settings | None = None
+) -> ValidatedData:
+    """Validate raw tables (as ``read_table`` returns them; None = no file) against the contract, with the
+    plausible dates of ``settings`` (default: as the environment says now).
 
     Raises ``ContractError`` if a required table or a required column is missing.
     """
     data_dir = Path(data_dir)
+    window = DateWindow.of(settings or get_settings())
     problems = _fatal_problems(raw, data_dir)
     if problems:
         raise ContractError("\n".join(problems))
@@ -569,7 +607,7 @@ def validate_tables(raw: dict[str, pd.DataFrame | None], data_dir: Path = Path("
             data.quarantine[name] = _empty_quarantine(name)
             data.missing_tables.append(name)
             continue
-        result = _validate_table(TABLES[name], frame, projects)
+        result = _validate_table(TABLES[name], frame, projects, window)
         data.tables[name] = result.accepted
         data.quarantine[name] = result.quarantine
         data.reports[name] = result.report
@@ -580,7 +618,7 @@ def validate_tables(raw: dict[str, pd.DataFrame | None], data_dir: Path = Path("
     return data
 
 
-def load(data_dir: Path) -> ValidatedData:
+def load(data_dir: Path, settings: Settings | None = None) -> ValidatedData:
     """Read every contract table from ``data_dir`` and validate it; raises ``ContractError`` if it cannot be used."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -588,7 +626,7 @@ def load(data_dir: Path) -> ValidatedData:
     absent = [t for t in TABLE_ORDER if TABLES[t].required and not table_files(data_dir, t)]
     if absent:  # say so before reading anything big
         raise ContractError("\n".join(_missing_table(t, data_dir) for t in absent))
-    return validate_tables({t: read_table(data_dir, t) for t in TABLE_ORDER}, data_dir)
+    return validate_tables({t: read_table(data_dir, t) for t in TABLE_ORDER}, data_dir, settings)
 
 
 def write_quarantine(data: ValidatedData, out_dir: Path) -> list[Path]:

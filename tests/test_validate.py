@@ -177,6 +177,10 @@ CASES = [
     ("surveys", 2, "project_id", "P99", Error.UNKNOWN_PROJECT, "no project P99 in projects"),
     ("inspections", 2, "closed_at", "2020-02-01T00:00:00", Error.INCONSISTENT_DATES, "is before inspected_at"),
     ("projects", 3, "actual_end", "2018-12-01", Error.INCONSISTENT_DATES, "actual_end 2018-12-01 is before awarded_on"),
+    ("milestones", 1, "planned_date", "9999-01-01", Error.IMPLAUSIBLE_DATE, "outside the plausible dates 1950-01-01"),
+    ("projects", 2, "awarded_on", "1800-01-01", Error.IMPLAUSIBLE_DATE, "outside the plausible dates"),
+    ("milestones", 2, "actual_date", "2099-06-01", Error.FUTURE_FACT, "2099-06-01' is after the export"),
+    ("inspections", 3, "closed_at", "2098-01-01", Error.FUTURE_FACT, "is after the export"),
 ]
 
 
@@ -516,3 +520,22 @@ def test_empty_table_matches_contract():
         assert list(frame.columns) == [c.name for c in TABLES[name].columns]
         assert len(frame) == 0 and isinstance(frame.index, pd.RangeIndex)
     assert np.dtype(empty_table("projects")["contract_value"].dtype) == np.float64
+
+
+def test_a_full_width_year_far_away_is_not_accepted(tmp_path):
+    data = load(write_world(tmp_path, [("milestones", 1, "actual_date", "９９９９-01-01")]))
+    assert_reconciles(data)
+    assert data.quarantine["milestones"]["_error"].tolist() in (
+        [Error.UNPARSEABLE_DATE],
+        [Error.IMPLAUSIBLE_DATE],
+    )
+
+
+def test_the_plausible_window_comes_from_settings(tmp_path):
+    from eqsms.settings import Settings
+
+    world = write_world(tmp_path, [])
+    assert not len(load(world).quarantine["projects"])
+    narrow = load(world, Settings(earliest_date="2019-06-01"))
+    assert narrow.quarantine["projects"]["project_id"].tolist() == ["P3"]  # awarded 2019-01-01
+    assert narrow.reports["projects"].reasons == {Error.IMPLAUSIBLE_DATE: 1}
