@@ -12,6 +12,7 @@ object is made: a relative ``work_dir`` or ``data_dir`` is taken from the workin
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -33,7 +34,12 @@ class PathSettings(BaseSettings):
 
     @property
     def quarantine_dir(self) -> Path:
+        """Where rejected rows go: a folder per data folder below it (``quarantine_for``)."""
         return self.work_dir / "quarantine"
+
+    def quarantine_for(self, data_dir: Path) -> Path:
+        """The quarantine folder of one folder of exports, so one validation does not overwrite another's."""
+        return self.quarantine_dir / data_name(data_dir)
 
     @property
     def datasets_dir(self) -> Path:
@@ -140,3 +146,9 @@ class Settings(
 def get_settings() -> Settings:
     """The settings as the environment says now (cheap: read afresh on every call, never cached)."""
     return Settings()
+
+
+def data_name(data_dir: Path) -> str:
+    """A short name for a folder of exports (``eqsms_work/real/nyc_sca`` -> ``nyc-sca``): it names the folder's
+    quarantine and its backtests."""
+    return re.sub(r"[^0-9a-z]+", "-", Path(data_dir).resolve().name.lower()).strip("-") or "data"

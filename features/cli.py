@@ -39,14 +39,17 @@ def load_or_exit(data_dir: Path):
 @app.command()
 def validate(
     data_dir: DataDir = None,
-    quarantine: Annotated[Path | None, typer.Option(help="where rejected rows are written")] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="where rejected rows are written; default: <work_dir>/quarantine/<data>")
+    ] = None,
 ) -> None:
     """Check a folder of exports against the contract; write rejected rows to quarantine files."""
     from features.validate import write_quarantine
 
     settings = get_settings()
-    quarantine = quarantine or settings.quarantine_dir
-    data = load_or_exit(data_dir or settings.data_dir)
+    data_dir = data_dir or settings.data_dir
+    quarantine = quarantine or settings.quarantine_for(data_dir)
+    data = load_or_exit(data_dir)
     write_quarantine(data, quarantine)
     print_validation(data)
     console.print(f"quarantine files in {quarantine}")
@@ -74,8 +77,9 @@ def build(
     from features.validate import write_quarantine
 
     settings = get_settings()
-    data = load_or_exit(data_dir or settings.data_dir)
-    write_quarantine(data, settings.quarantine_dir)
+    data_dir = data_dir or settings.data_dir
+    data = load_or_exit(data_dir)
+    write_quarantine(data, settings.quarantine_for(data_dir))
     print_validation(data)
     for target, result in build_all(data, settings).items():
         if result.error:

@@ -86,3 +86,16 @@ def test_training_unchanged_data_again_registers_nothing_unless_forced(tmp_path,
     assert forced.exit_code == 0 and "registered v2" in forced.output
     monkeypatch.setenv("EQSMS_SEED", "8")  # another parameter: another training
     assert "registered v3" in runner.invoke(app, command).output
+
+
+def test_each_data_folder_has_its_own_quarantine(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
+    for name in ("export_march", "export_april"):
+        shutil.copytree(SAMPLE, tmp_path / name)
+        assert CliRunner().invoke(app, ["validate", str(tmp_path / name)]).exit_code == 0
+    folders = sorted(p.name for p in (tmp_path / "work" / "quarantine").iterdir())
+    assert folders == ["export-april", "export-march"]
+    assert all((tmp_path / "work" / "quarantine" / f / "summary.json").exists() for f in folders)
+

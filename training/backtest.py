@@ -22,14 +22,13 @@ Pure apart from :func:`log_backtest` (MLflow) and :func:`write_results`.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from eqsms.settings import Settings
+from eqsms.settings import Settings, data_name
 from features.datasets import Dataset
 from features.datasets import build_dataset as build_target_dataset
 from features.families import Context
@@ -386,7 +385,7 @@ def run_backtest(
 
 
 def dataset_name(data_dir: Path) -> str:
-    return re.sub(r"[^0-9a-z]+", "-", Path(data_dir).resolve().name.lower()).strip("-") or "data"
+    return data_name(data_dir)
 
 
 def experiment_name(dataset: str, model: str) -> str:

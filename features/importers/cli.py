@@ -19,7 +19,8 @@ import_app = typer.Typer(
 )
 Out = Annotated[Path, typer.Option(help="folder to write the contract tables (CSV) and import_report.json to")]
 Quarantine = Annotated[
-    Path | None, typer.Option(help="where rows the validator rejects are written; default: quarantine_dir")
+    Path | None,
+    typer.Option(help="rejected rows; default: <work_dir>/quarantine/<out's name>"),
 ]
 
 
@@ -39,7 +40,7 @@ def _run(build, out: Path, quarantine: Path | None) -> None:
 
     try:
         imported = build()
-        _finish(imported, out, quarantine or get_settings().quarantine_dir)
+        _finish(imported, out, quarantine or get_settings().quarantine_for(out))
     except ContractError as err:
         fail("cannot import", err)
 
