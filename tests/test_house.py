@@ -98,4 +98,3 @@ def test_each_data_folder_has_its_own_quarantine(tmp_path, monkeypatch):
     folders = sorted(p.name for p in (tmp_path / "work" / "quarantine").iterdir())
     assert folders == ["export-april", "export-march"]
     assert all((tmp_path / "work" / "quarantine" / f / "summary.json").exists() for f in folders)
-
