@@ -52,11 +52,16 @@ def top_drivers(
     target: TargetSpec,
     top_k: int,
     specs: Mapping[str, FeatureSpec],
+    supplied: np.ndarray | None = None,
 ) -> list[list[dict]]:
     """For each row, its ``top_k`` features by absolute contribution (the last column, the bias, is left out),
     told as pushing the target's outcome up or down (``specs``: ``features.registry.feature_specs(settings)``).
+
+    ``supplied`` (rows x features, bool): where a caller gave the row, the features it left out are no drivers.
     """
     contrib = contributions[:, : len(features)]
+    if supplied is not None:
+        contrib = np.where(supplied, contrib, 0.0)  # a zero contribution is never told
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
     out = []
     for i, cols in enumerate(order):

@@ -25,7 +25,7 @@ from features.registry import FeatureSpec, feature_specs
 from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, TargetSpec, of_scope, target
 from features.validate import load
 from serving import schemas
-from serving.drivers import top_drivers
+from serving.drivers import plain, top_drivers
 from training.bundle import ModelBundle
 
 CHAMPION = "champion"
@@ -186,8 +186,9 @@ class Engine:
         return cls(settings, tables, bundles, champions)
 
     # ------------------------------------------------------------------------------------------------- scoring
-    def _score(self, name: str, columns: Columns, top_k: int) -> Scored:
-        """Predictions and drivers of one model for all rows at once (one TreeSHAP call)."""
+    def _score(self, name: str, columns: Columns, top_k: int, supplied: np.ndarray | None = None) -> Scored:
+        """Predictions and drivers of one model for all rows at once (one TreeSHAP call); ``supplied`` marks the
+        features a caller gave (the others are no drivers)."""
         bundle = self.bundles[name]
         frame = bundle.matrix(columns)
         outputs = bundle.outputs(frame)
@@ -197,7 +198,7 @@ class Engine:
         # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
         # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
         contrib = bundle.contributions(frame)
-        drivers = top_drivers(contrib, bundle.features, columns, target(name), top_k, self.feature_specs)
+        drivers = top_drivers(contrib, bundle.features, columns, target(name), top_k, self.feature_specs, supplied)
         return Scored(outputs, drivers)
 
     def _answers(self, scope: str, columns: Columns, top_k: int) -> dict[str, list[dict]]:
@@ -357,8 +358,9 @@ class Engine:
             except (ValueError, TypeError):
                 bad = next(i for i, row in enumerate(rows) if col in row and not _is_number(row[col]))
                 raise RequestError(f"rows[{bad}].{col}", f"must be a number, got {rows[bad][col]!r}") from None
-        flags = self._flags(bundle, X)
-        scored = self._score(model, {col: X[col].to_numpy() for col in X.columns}, top_k)
+        supplied = np.array([[f in row for f in bundle.features] for row in rows], dtype=bool)  # null: no data yet
+        flags = self._flags(bundle, X) + _not_supplied(bundle.features, supplied)
+        scored = self._score(model, {col: X[col].to_numpy() for col in X.columns}, top_k, supplied)
         keys = list(scored.outputs)
         return schemas.PredictResponse(
             model=model,
@@ -392,19 +394,39 @@ class Engine:
                 )
         return flags
 
-    def whatif(
-        self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None
-    ) -> schemas.WhatIfResponse:
-        """Every target's prediction for one open milestone before and after changing some features."""
+    def _open_milestone_columns(
+        self, project_id: str, milestone_id: str, as_of
+    ) -> tuple[pd.Timestamp, dict[str, Columns]]:
+        """``as_of`` resolved, and one open milestone's feature columns by scope (its own, and its project's)."""
         t = self.resolve_as_of(as_of, [project_id], self.check_projects([project_id]))
         self._check_milestones([milestone_id], [project_id])
         row = self.milestones[self.milestones["milestone_id"] == milestone_id].assign(as_of=t)
         if (row["actual_date"] < t).any():
             raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")
-        columns = {
+        return t, {
             MILESTONE: milestone_columns(self.ctx, row),
             CLIENT: project_columns_at(self.ctx, pd.DataFrame({"project_id": [project_id], "as_of": t})),
         }
+
+    def features(self, project_id: str, milestone_id: str, as_of=None) -> schemas.FeaturesResponse:
+        """One open milestone's feature row at ``as_of``, as every model sees it: a realistic row for
+        ``/v1/predict``."""
+        t, columns = self._open_milestone_columns(project_id, milestone_id, as_of)
+        values = {**columns[CLIENT], **columns[MILESTONE]}
+        values.pop("project_id", None)
+        return schemas.FeaturesResponse(
+            project_id=project_id,
+            milestone_id=milestone_id,
+            as_of=t,
+            features={name: plain(v[0]) for name, v in values.items()},
+            data_freshness=self.freshness(t),
+        )
+
+    def whatif(
+        self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None
+    ) -> schemas.WhatIfResponse:
+        """Every target's prediction for one open milestone before and after changing some features."""
+        t, columns = self._open_milestone_columns(project_id, milestone_id, as_of)
         allowed = set(columns[MILESTONE]) | set(columns[CLIENT])
         for key, value in changes.items():
             if key not in allowed:
@@ -436,6 +458,16 @@ class Engine:
 
     def models(self) -> list[schemas.ModelInfo]:
         return list(self.info.values())
+
+
+def _not_supplied(features: list[str], supplied: np.ndarray) -> list[dict]:
+    """One flag a row for the features it left out: scored as missing, never told as drivers."""
+    flags = []
+    for i, given in enumerate(supplied):
+        if not given.all():
+            missing = [f for f, g in zip(features, given, strict=True) if not g]
+            flags.append({"row": i, "feature": "", "value": len(missing), "flag": "not_supplied", "features": missing})
+    return flags
 
 
 def _is_number(value) -> bool:

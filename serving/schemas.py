@@ -91,6 +91,14 @@ class WhatIfRequest(BaseModel):
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
+class FeaturesRequest(BaseModel):
+    model_config = _request({"project_id": "P00142", "milestone_id": "M000778", "as_of": "2023-06-01"})
+
+    project_id: str = Field(min_length=1)
+    milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
+    as_of: datetime | None = Field(None, description=AS_OF)
+
+
 # ----------------------------------------------------------------------------------------------------- responses
 class Driver(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -244,9 +252,12 @@ class Flag(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     row: int
-    feature: str
+    feature: str = Field("", description="the feature flagged ('' for a flag about the whole row)")
     value: Any = None
-    flag: Literal["unknown_category", "outside_training_range"] | str
+    flag: Literal["unknown_category", "outside_training_range", "not_supplied"] | str
+    features: list[str] = Field(
+        default_factory=list, description="not_supplied: the features the row left out (scored as missing)"
+    )
     # Never null: BentoML's Python client cannot decode a null where its schema says array.
     training_range: list[float] = Field(
         default_factory=list, description="outside_training_range: [lowest, highest] seen in training; else empty"
@@ -259,7 +270,9 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     predictions: list[Prediction]
-    flags: list[Flag] = Field(description="rows scored but suspicious: unknown categories, values far out of range")
+    flags: list[Flag] = Field(
+        description="rows scored but suspicious: unknown categories, values far out of range, features not supplied"
+    )
 
 
 class WhatIfResponse(BaseModel):
@@ -282,6 +295,16 @@ class FeatureInfo(BaseModel):
     description: str | None = None
     monotone: int = Field(0, description="+1: the prediction never falls as it rises; -1: never rises; 0: free")
     categorical: bool = False
+
+
+class FeaturesResponse(BaseModel):
+    project_id: str
+    milestone_id: str
+    as_of: datetime
+    features: dict[str, float | str | None] = Field(
+        description="feature name -> value at as_of (null: no data yet), as the models see it: a row for /v1/predict"
+    )
+    data_freshness: Freshness
 
 
 class ModelInfo(BaseModel):

@@ -261,6 +261,14 @@ class RiskService:
             fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
         )
 
+    @bentoml.api(route="/v1/features", input_spec=schemas.FeaturesRequest)
+    def features(self, project_id: str, milestone_id: str, as_of: datetime | None = None) -> schemas.FeaturesResponse:
+        """One open milestone's feature row at as_of, as the models see it: a realistic row for /v1/predict."""
+        return answer(
+            lambda: self.engine.features(project_id, milestone_id, as_of),
+            fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
+        )
+
     @bentoml.api(route="/v1/models")
     def models(self) -> schemas.ModelsResponse:
         """Each champion: name, version, alias, training time, data window, test metrics, features.

@@ -110,7 +110,13 @@ def test_predict_flags_unknown_categories_and_far_values(engine):
     flags = {(f["row"], f["feature"], f["flag"]) for f in out["flags"]}
     assert (0, "project_type", "unknown_category") in flags
     assert (0, "spi_to_date", "outside_training_range") in flags
-    assert not any(f["row"] == 1 for f in out["flags"])  # an empty row is scored with every feature missing
+    # An empty row is scored with every feature missing, said once; a partial row's drivers are what it supplied.
+    (empty,) = [f for f in out["flags"] if f["row"] == 1]
+    assert empty["flag"] == "not_supplied" and set(empty["features"]) == set(engine.bundles["defect_risk"].features)
+    assert not out["predictions"][1]["drivers"]
+    assert {d["feature"] for d in out["predictions"][0]["drivers"]} <= set(rows[0])
+    (partial,) = [f for f in out["flags"] if f["row"] == 0 and f["flag"] == "not_supplied"]
+    assert partial["value"] == len(engine.bundles["defect_risk"].features) - len(rows[0])
     assert len(out["predictions"]) == 2 and all(0 <= p["probability"] <= 1 for p in out["predictions"])
 
 
@@ -174,3 +180,19 @@ def test_leaving_as_of_out_means_today_a_date(engine):
     assert first["as_of"] == today
     time.sleep(1.1)
     assert risk(lenient, [project], top_k=3)[0] == first
+
+
+def test_a_milestones_feature_row_scored_by_predict_gives_the_risk_answer(engine):
+    """/v1/features hands out the row the models see; /v1/predict on it answers what /v1/risk does."""
+    day = day_after_the_data(engine)
+    project = engine.open_projects(day)[0]
+    answer = risk(engine, [project], as_of=day, top_k=0)[0]
+    milestone = answer["milestones"][0]
+    row = engine.features(project, milestone["milestone_id"], as_of=day).model_dump()["features"]
+    for name in ("defect_risk", "churn"):
+        own = {k: row[k] for k in engine.bundles[name].features}  # churn takes the project's features only
+        predicted = engine.predict(name, [own], top_k=0).model_dump()["predictions"][0]["probability"]
+        expected = milestone[name]["probability"] if name == "defect_risk" else answer[name]["probability"]
+        assert predicted == pytest.approx(expected, abs=1e-12), name
+    flags = engine.predict("delay", [row], top_k=3).model_dump()["flags"]
+    assert "not_supplied" not in {f["flag"] for f in flags}

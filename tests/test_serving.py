@@ -173,7 +173,7 @@ def test_models_by_get_and_post(service, http):
 def test_health_openapi_and_examples(http):
     assert http.get("/livez").status_code == 200 and http.get("/readyz").status_code == 200
     spec = http.get("/docs.json").json()
-    for route in ("/v1/risk", "/v1/risk/batch", "/v1/predict", "/v1/whatif", "/v1/models"):
+    for route in ("/v1/risk", "/v1/risk/batch", "/v1/features", "/v1/predict", "/v1/whatif", "/v1/models"):
         assert "post" in spec["paths"][route]
     request = spec["paths"]["/v1/risk"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert request["example"]["project_id"] == PROJECT

@@ -69,7 +69,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
 
 def test_readme_curl_examples(server):
     commands = readme_curls()
-    assert len(commands) == 5  # one an endpoint
+    assert len(commands) == 6  # one an endpoint
     for command in commands:
         done = run(["bash", "-c", command.replace(README_URL, server.base)])
         assert done.returncode == 0, f"{command}\n{done.stderr}"
