@@ -206,13 +206,14 @@ def latest_fact(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
 
 
 def fact_times(tables: dict[str, pd.DataFrame]) -> np.ndarray:
-    """Every recorded event's time, sorted (datetime64[s]): the newest fact known before any time is one search."""
+    """Every recorded event's time, sorted (the tables' microseconds): the newest fact known before any time is one
+    search, and the last one is :func:`latest_fact`."""
     import numpy as np
 
     times = [
-        tables[table][col].dropna().to_numpy("datetime64[s]")
+        tables[table][col].dropna().to_numpy("datetime64[us]")
         for table, cols in FACT_COLUMNS.items()
         for col in cols
         if table in tables
     ]
-    return np.unique(np.concatenate(times)) if times else np.empty(0, "datetime64[s]")
+    return np.unique(np.concatenate(times)) if times else np.empty(0, "datetime64[us]")

@@ -127,14 +127,11 @@ def build_dataset(spec: TargetSpec | str, ctx: Context, data_hash: str = "") -> 
     ids, labels = list(spec.id_columns), list(spec.label_columns)
     frame = pd.concat([rows[[*ids, "as_of", *labels]], features], axis=1).reset_index(drop=True)
     window = [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())] if len(frame) else [None, None]
-    base = expected_meta(spec, ctx.settings, data_hash)
     meta = {
-        "target": spec.name,
+        **expected_meta(spec, ctx.settings, data_hash),
         "rows": len(frame),
         "feature_columns": list(features.columns),
         "as_of_window": window,
-        "params": base["params"],
-        "data_hash": data_hash,
     }
     meta["fingerprint"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
     return Dataset(spec.name, frame, ids, labels, list(features.columns), meta)

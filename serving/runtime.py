@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 
 from eqsms.settings import Settings
-from features.contract import fact_times, latest_fact
+from features.contract import fact_times
 from features.datasets import MilestoneIndex, milestone_columns, project_columns_at, today
 from features.families import Columns, Context
 from features.io import ContractError
@@ -159,8 +159,8 @@ class Engine:
         self.milestones = milestones
         self.milestone_index = MilestoneIndex(milestones, self.ctx)
         self.milestone_ids = pd.Index(milestones["milestone_id"])
-        self.latest_fact = latest_fact(tables)
         self.fact_times = fact_times(tables)  # sorted: the newest fact known before any as_of is one search
+        self.latest_fact = pd.Timestamp(self.fact_times[-1]) if len(self.fact_times) else None
 
     # ------------------------------------------------------------------------------------------------ start-up
     @classmethod
@@ -220,7 +220,7 @@ class Engine:
         return codes
 
     def resolve_as_of(self, as_of, project_ids: list[str], codes: np.ndarray | None = None) -> pd.Timestamp:
-        """``as_of`` (default now) as a naive UTC time, or a 400 if it is before a project's planned start
+        """``as_of`` (default today) as a naive UTC time, or a 400 if it is before a project's planned start
         (``codes``: the projects' codes, when the caller has looked them up already)."""
         codes = self.check_projects(project_ids) if codes is None else codes
         t = today() if as_of is None else pd.Timestamp(as_of)
@@ -306,9 +306,9 @@ class Engine:
         """A 400 for an ``as_of`` further after the data's newest fact than ``max_days_after_data``: an answer
         about a time the data knows nothing of would look as sure as any other."""
         limit = self.settings.max_days_after_data
-        if self.latest_fact is None or (t - self.latest_fact) / pd.Timedelta(days=1) <= limit:
+        days = None if self.latest_fact is None else (t - self.latest_fact) / pd.Timedelta(days=1)
+        if days is None or days <= limit:
             return
-        days = (t - self.latest_fact) / pd.Timedelta(days=1)
         what = f"{t.date()} (today: the default)" if defaulted else str(t.date())
         raise RequestError(
             "as_of",
@@ -328,7 +328,7 @@ class Engine:
 
     def freshness(self, as_of: pd.Timestamp) -> schemas.Freshness:
         """How old the newest fact known before ``as_of`` is, and whether that is stale (settings)."""
-        known = np.searchsorted(self.fact_times, np.datetime64(as_of, "s"), side="left")
+        known = np.searchsorted(self.fact_times, np.datetime64(as_of, "us"), side="left")
         latest = pd.Timestamp(self.fact_times[known - 1]) if known else None
         days = round((as_of - latest) / pd.Timedelta(days=1), 2) if latest is not None else None
         limit = self.settings.stale_after_days

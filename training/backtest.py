@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eqsms.settings import Settings, data_name
+from eqsms.settings import Settings
 from features.datasets import Dataset
 from features.datasets import build_dataset as build_target_dataset
 from features.families import Context
@@ -382,10 +382,6 @@ def run_backtest(
 
 
 # ----------------------------------------------------------------------------------------------- output
-
-
-def dataset_name(data_dir: Path) -> str:
-    return data_name(data_dir)
 
 
 def experiment_name(dataset: str, model: str) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from eqsms.cli_kit import fail, one_of
-from eqsms.settings import get_settings
+from eqsms.settings import data_name, get_settings
 from features.targets import MILESTONE, of_scope
 
 console = Console()
@@ -48,14 +48,13 @@ def backtest(
     from training.backtest import (
         BacktestError,
         backtest_settings,
-        dataset_name,
         log_backtest,
         run_backtest,
         write_results,
     )
 
     settings = backtest_settings(get_settings(), horizon_days)
-    dataset = name or dataset_name(data_dir)
+    dataset = name or data_name(data_dir)
     try:
         data = load(data_dir)
         with console.status(f"{model}: backtesting on {data_dir}"):

@@ -146,14 +146,15 @@ def run_target(
 
     client = client or configure(settings)
     name = ds.meta.get("model_name", ds.target)
-    identity = training_identity(ds, settings, git_commit())
+    commit = git_commit()
+    identity = training_identity(ds, settings, commit)
     if not force and (version := registered_with(client, name, identity)):
         said = f"unchanged: version {version} learned this dataset with these parameters (--force to train again)"
         return Outcome(name, skipped=said)
     result = train_target(ds, settings, oracle)
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = evidence(result, ds, Path(tmp), git_commit())
-        tags = {**tags_of(result, ds, source), "training.identity": identity}
+        artifacts = evidence(result, ds, Path(tmp), commit)
+        tags = {**tags_of(result, ds, source), "training.identity": identity, "git_commit": commit or "unknown"}
         registered = log_training(result, ds, settings, client, params_of(result, settings), tags, artifacts)
     decision = promote(client, registered.target, settings.promotion_tolerance) if gate else None
     return Outcome(registered.target, result, registered, decision)

@@ -131,7 +131,7 @@ def log_training(
     with mlflow.start_run(experiment_id=experiment_id(client, name, settings)) as run:
         log_dataset(ds)
         mlflow.log_params(params)
-        mlflow.set_tags({**tags, "git_commit": git_commit() or "unknown"})
+        mlflow.set_tags(tags)  # the caller's, with the git commit it trained at
         mlflow.log_metrics(flat_metrics(result))
         mlflow.log_dict({"backtest": result.backtest, "lifts": result.lifts, **bundle.meta}, "evaluation.json")
         for path in artifacts:
@@ -220,13 +220,13 @@ def promote(client: MlflowClient, name: str, tolerance: float) -> Decision:
     if challenger is None:
         return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, "")
     # A registered model is judged by its target's metric (a prepared table's model has a name of its own).
-    metric = target(client.get_model_version(name, challenger).tags.get("target", name)).headline
+    version = client.get_model_version(name, challenger)
+    metric = target(version.tags.get("target", name)).headline
     if champion is None:
         decision = Decision(name, True, "first model", challenger, None, metric)
     elif champion == challenger:
         return Decision(name, False, "the challenger already is the champion", challenger, champion, metric)
     else:
-        version = client.get_model_version(name, challenger)
         rows = pd.read_parquet(
             mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
         )
