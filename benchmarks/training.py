@@ -30,7 +30,7 @@ TARGETS = {
     "auc_ratio_to_oracle": 0.95,  # defect_risk and churn
     "ece": 0.03,
     "delay_mae_ratio_to_oracle": 1.15,
-    "coverage_points_from_nominal": 3.0,
+    "coverage_points_from_nominal": 3.0,  # over all test rows, and in each horizon band
 }
 
 
@@ -58,6 +58,7 @@ def main() -> None:
         t2 = time.perf_counter()
 
     quality = {name: o.result.metrics for name, o in outcomes.items()}
+    bands = {name: o.result.bands for name, o in outcomes.items() if o.result.bands}
     rows = {name: o.result.bundle.meta["rows"] for name, o in outcomes.items()}
     nominal = outcomes["delay"].result.bundle.meta["interval_coverage"]
     checks = {
@@ -67,8 +68,17 @@ def main() -> None:
         "churn_auc_ratio_to_oracle": quality["churn"]["model"]["roc_auc"] / quality["churn"]["oracle"]["roc_auc"],
         "defect_risk_ece": quality["defect_risk"]["model"]["ece"],
         "churn_ece": quality["churn"]["model"]["ece"],
-        "delay_mae_ratio_to_oracle": quality["delay"]["model"]["mae"] / quality["delay"]["oracle"]["mae"],
+        # The oracle's expected slip is blind to a delay already incurred: it is compared before the plan only.
+        **{
+            f"delay_mae_ratio_to_oracle_{band}": bands["delay"][band]["model"]["mae"]
+            / bands["delay"][band]["oracle"]["mae"]
+            for band in ("ahead", "near")
+        },
         "delay_coverage_points_from_nominal": abs(quality["delay"]["model"]["coverage"] - nominal) * 100,
+        **{
+            f"delay_coverage_points_from_nominal_{band}": abs(named["model"]["coverage"] - nominal) * 100
+            for band, named in bands["delay"].items()
+        },
     }
     met = {
         "seconds_all_three": checks["seconds_all_three"] < TARGETS["seconds_all_three"],
@@ -76,10 +86,12 @@ def main() -> None:
         "churn_auc_ratio_to_oracle": checks["churn_auc_ratio_to_oracle"] >= TARGETS["auc_ratio_to_oracle"],
         "defect_risk_ece": checks["defect_risk_ece"] < TARGETS["ece"],
         "churn_ece": checks["churn_ece"] < TARGETS["ece"],
-        "delay_mae_ratio_to_oracle": checks["delay_mae_ratio_to_oracle"] <= TARGETS["delay_mae_ratio_to_oracle"],
-        "delay_coverage_points_from_nominal": checks["delay_coverage_points_from_nominal"]
-        <= TARGETS["coverage_points_from_nominal"],
     }
+    for key, value in checks.items():
+        if key.startswith("delay_mae_ratio_to_oracle"):
+            met[key] = value <= TARGETS["delay_mae_ratio_to_oracle"]
+        elif key.startswith("delay_coverage_points"):
+            met[key] = value <= TARGETS["coverage_points_from_nominal"]
     report = {
         "benchmark": "training: fit + calibrate + baselines + backtest + evidence + MLflow logging, three models",
         "projects": args.projects,
@@ -89,6 +101,7 @@ def main() -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rows": rows,
         "quality": quality,
+        "bands": bands,
         "checks": checks,
         "targets": TARGETS,
         "met": met,
@@ -107,6 +120,13 @@ def main() -> None:
         print(f"\n{name:<22}" + "".join(f"{k:>14}" for k in keys))
         for who, values in table.items():
             print(f"{who:<22}" + "".join(f"{values.get(k, float('nan')):>14.4f}" for k in keys))
+    for name, by_band in bands.items():
+        keys = ["mae", "coverage", "mean_width", "late_ece"] if name == "delay" else ["roc_auc", "pr_auc", "ece"]
+        for band, table in by_band.items():
+            print(f"\n{name} {band} ({table['rows']['count']:,.0f} rows)".ljust(23) + "".join(f"{k:>14}" for k in keys))
+            for who, values in table.items():
+                if who != "rows":
+                    print(f"{who:<22}" + "".join(f"{values.get(k, float('nan')):>14.4f}" for k in keys))
     print("\ntargets:")
     for key, value in checks.items():
         print(f"  {key:<38} {value:10.4f}  {'met' if met[key] else 'NOT met'}")

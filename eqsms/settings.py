@@ -56,7 +56,17 @@ class ContractSettings(BaseSettings):
 class TargetSettings(BaseSettings):
     """The targets (DESIGN.md, "The three targets")."""
 
-    horizon_days: int = Field(14, ge=0, description="milestone rows are scored this many days before the plan")
+    horizon_days: int | None = Field(
+        None,
+        ge=0,
+        description="None: milestone rows at several as_of each (the bands below); a number: one row a milestone, "
+        "this many days before its plan (the scheme before issue 10, kept for comparisons and backtests)",
+    )
+    as_of_lead_days: int = Field(182, gt=0, description="a milestone's earliest training row: this long before plan")
+    as_of_step_days: int = Field(7, gt=0, description="training rows' as_of lie on a grid this many days apart")
+    near_days: int = Field(
+        30, ge=0, description="horizon bands: more than this many days ahead, 0 .. this many days ahead, overdue"
+    )
     late_tolerance_days: float = Field(7.0, ge=0, description="a milestone is late when it slips more than this")
     churn_window_days: int = Field(365, gt=0, description="no new award within this window after handover = churn")
 

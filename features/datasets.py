@@ -36,6 +36,10 @@ from features.targets import MILESTONE_IDS, TARGETS, TargetSpec, TargetUnavailab
 # The parameters a dataset's rows and features depend on: part of its fingerprint.
 PARAMS = (
     "horizon_days",
+    "as_of_lead_days",
+    "as_of_step_days",
+    "near_days",
+    "seed",
     "late_tolerance_days",
     "churn_window_days",
     "short_window_days",

@@ -6,8 +6,11 @@ needs to know its name. What differs between a classifier and the slip model liv
 (``training.kinds`` for fitting and judging; ``serving.runtime.ANSWERS`` and the response models of
 ``serving.schemas`` for the answer), chosen by ``kind``.
 
-- ``defect_risk``: a milestone, scored ``horizon_days`` before its planned date; label ``first_pass_failed``.
-- ``delay``: the same rows; labels ``slip_days`` and ``late`` (slip above the tolerance).
+- ``defect_risk``: a milestone at up to three ``as_of`` before it was reached, one in each horizon band (more than
+  ``near_days`` ahead of its plan, 0 .. ``near_days`` ahead, overdue), so one model serves any ``as_of``; label
+  ``first_pass_failed``.
+- ``delay``: the same rows; labels ``slip_days`` and ``late`` (slip above the tolerance). Its ``time_to_plan``
+  feature (days to the planned date, negative once overdue) says how much slip has already happened.
 - ``churn``: a client at a project's handover (``as_of = actual_end``); label ``churned``: no new award within
   ``churn_window_days``. Handovers whose window is not over at the data's latest fact are not labelled.
 """
@@ -82,25 +85,86 @@ class TargetSpec:
 
     derive_labels: Callable[[pd.DataFrame, Settings], pd.DataFrame] = lambda frame, _settings: frame
     """A prepared table's rows (``eqsms train --dataset``) with the labels derived from ``label`` added."""
+    time_to_plan: str | None = None
+    """The feature holding the days from ``as_of`` to the planned date (negative once overdue): the test metrics
+    are also given per horizon band, and a slip model predicts the slip still to come on top of the delay already
+    incurred, never less than that delay."""
+
+
+# ------------------------------------------------------------------------------------------------ horizon bands
+BANDS = {
+    "ahead": "more than {near} days ahead",
+    "near": "0 to {near} days ahead",
+    "overdue": "overdue",  # past the planned date, not reached
+}
+
+
+def horizon_band(days_to_plan: np.ndarray, near_days: float) -> np.ndarray:
+    """Each row's band (a key of :data:`BANDS`) from its days to the planned date; missing days are "ahead"."""
+    import numpy as np
+
+    d = np.asarray(days_to_plan, dtype="float64")
+    return np.where(d < 0, "overdue", np.where(d <= near_days, "near", "ahead"))
+
+
+def band_texts(near_days: float) -> dict[str, str]:
+    return {band: text.format(near=f"{near_days:g}") for band, text in BANDS.items()}
 
 
 # ------------------------------------------------------------------------------------------------- row builders
 def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reached milestones, each scored ``horizon_days`` before its planned date (if not reached by then), and their
-    features; the milestone targets share these rows, so they are computed once per context."""
+    """Reached milestones at their training ``as_of`` (:func:`band_as_of`, or ``horizon_days`` before the plan when
+    settings fix one), and their features; the milestone targets share these rows, computed once per context."""
     import pandas as pd
 
     from features.families import MILESTONE_FAMILIES, compute
 
     if "reached" not in ctx.memo:
         milestones = ctx.tables["milestones"]
-        rows = milestones[milestones["actual_date"].notna()].copy()
-        rows["as_of"] = rows["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days)
-        # A milestone reached before its own as_of is no prediction to make: serving would not score it either.
-        rows = rows[rows["actual_date"] >= rows["as_of"]]
+        reached = milestones[milestones["actual_date"].notna()]
+        if ctx.settings.horizon_days is None:
+            rows = band_as_of(reached, ctx.tables["projects"], ctx.settings)
+        else:
+            rows = reached.assign(as_of=reached["planned_date"] - pd.Timedelta(days=ctx.settings.horizon_days))
+            # A milestone reached before its own as_of is no prediction to make: serving would not score it either.
+            rows = rows[rows["actual_date"] >= rows["as_of"]]
         rows = rows.sort_values(["as_of", "milestone_id"], kind="stable")
         ctx.memo["reached"] = (rows, compute(ctx, rows, MILESTONE_FAMILIES))
     return ctx.memo["reached"]
+
+
+def band_as_of(reached: pd.DataFrame, projects: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Up to three rows a reached milestone, one in each horizon band it went through, each at an ``as_of`` drawn
+    at random (seeded) from a grid every ``as_of_step_days`` anchored on the planned date: from ``as_of_lead_days``
+    before the plan (and not before the project's planned start) until the day it was reached. One row a band
+    keeps a milestone that slipped for a year from outweighing one that was on time."""
+    import numpy as np
+    import pandas as pd
+
+    step, near = settings.as_of_step_days, settings.near_days
+    day = np.timedelta64(1, "D")
+    planned = reached["planned_date"].to_numpy("datetime64[D]")
+    actual = reached["actual_date"].to_numpy("datetime64[D]")
+    start = reached["project_id"].map(projects.set_index("project_id")["planned_start"]).to_numpy("datetime64[D]")
+    earliest = planned - settings.as_of_lead_days * day
+    earliest = np.where(~np.isnat(start) & (start > earliest), start, earliest)
+    # Grid points planned + step * j, for j between these (both included).
+    first = np.ceil((earliest - planned) / day / step).astype("int64")
+    last = np.floor((actual - planned) / day / step).astype("int64")
+    band_j = {  # each band's j range: d = -step * j days to the plan
+        "ahead": (np.iinfo("int64").min // 2, -(near // step) - 1),
+        "near": (-(near // step), 0),
+        "overdue": (1, np.iinfo("int64").max // 2),
+    }
+    rng = np.random.default_rng(settings.seed)
+    draws = rng.random((len(reached), len(band_j)))
+    picked = []
+    for k, (band_lo, band_hi) in enumerate(band_j.values()):
+        lo, hi = np.maximum(first, band_lo), np.minimum(last, band_hi)
+        has = hi >= lo
+        j = lo[has] + np.floor(draws[has, k] * (hi[has] - lo[has] + 1)).astype("int64")
+        picked.append(reached[has].assign(as_of=pd.to_datetime(planned[has] + step * j * day)))
+    return pd.concat(picked, ignore_index=True)
 
 
 def first_pass_rows(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -183,6 +247,7 @@ _SPECS = (
         outcome="first-pass failure risk",
         unit="log-odds",
         reference_class="the first-pass failure rate per milestone kind and project type in the training rows",
+        time_to_plan="days_to_milestone",
     ),
     TargetSpec(
         name="delay",
@@ -199,6 +264,7 @@ _SPECS = (
         unit="days",
         reference_class="the median slip (and its quantiles) per milestone kind and project type in the training rows",
         derive_labels=with_late,
+        time_to_plan="days_to_milestone",
     ),
     TargetSpec(
         name="churn",

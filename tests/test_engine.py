@@ -196,3 +196,20 @@ def test_a_milestones_feature_row_scored_by_predict_gives_the_risk_answer(engine
         assert predicted == pytest.approx(expected, abs=1e-12), name
     flags = engine.predict("delay", [row], top_k=3).model_dump()["flags"]
     assert "not_supplied" not in {f["flag"] for f in flags}
+
+
+def test_an_overdue_milestone_slips_at_least_the_delay_already_incurred(engine):
+    """Issue 10: asked long after its plan, a milestone not yet reached has already slipped that long: the expected
+    slip and the whole range are at least that delay, and past the tolerance it is late for certain."""
+    ms = engine.tables["milestones"]
+    late = ms[(ms["actual_date"] - ms["planned_date"]).dt.days > 150].iloc[0]
+    for days in (20, 150):  # overdue, past the tolerance; and 150 days past the plan
+        as_of = late["planned_date"] + pd.Timedelta(days=days)
+        answer = risk(engine, [late["project_id"]], as_of=as_of, milestone_ids=[late["milestone_id"]], top_k=0)
+        delay = answer[0]["milestones"][0]["delay"]
+        assert delay["expected_slip_days"] >= days and delay["range_days"][0] >= days
+        assert delay["late_probability"] == 1.0
+    # Ahead of the plan, nothing is certain yet.
+    ahead = late["planned_date"] - pd.Timedelta(days=30)
+    answer = risk(engine, [late["project_id"]], as_of=ahead, milestone_ids=[late["milestone_id"]], top_k=0)
+    assert 0 < answer[0]["milestones"][0]["delay"]["late_probability"] < 1

@@ -16,6 +16,7 @@ from features.datasets import (
     project_milestone_features,
 )
 from features.families import Context
+from features.targets import horizon_band
 from features.validate import validate_tables
 from tests.tiny_world import raw_frames
 
@@ -31,7 +32,8 @@ def tables() -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def ctx(tables) -> Context:
-    return Context.build(tables, Settings(recent_weeks=2))
+    # One row a milestone, 14 days before its plan: the hand-worked values below are of those rows.
+    return Context.build(tables, Settings(recent_weeks=2, horizon_days=14))
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +220,28 @@ def test_fingerprint_changes_with_data_and_settings(tables):
     assert build_dataset("defect_risk", Context.build(tables, Settings()), "a").fingerprint == base
     assert build_dataset("defect_risk", Context.build(tables, Settings()), "b").fingerprint != base
     assert build_dataset("defect_risk", Context.build(tables, Settings(horizon_days=21)), "a").fingerprint != base
+    assert build_dataset("defect_risk", Context.build(tables, Settings(near_days=14)), "a").fingerprint != base
+
+
+def test_band_rows_one_per_band_on_the_grid_before_the_milestone_is_reached(tables):
+    """With no fixed horizon, a reached milestone gets a row in each horizon band it went through, on the weekly grid
+    anchored on its plan, from the lead time (not before its project's start) until it was reached."""
+    settings = Settings(recent_weeks=2)
+    ds = build_dataset("delay", Context.build(tables, settings))
+    frame = ds.frame.merge(tables["milestones"][["milestone_id", "planned_date", "actual_date"]], on="milestone_id")
+    start = frame["project_id"].map(tables["projects"].set_index("project_id")["planned_start"])
+    to_plan = (frame["planned_date"] - frame["as_of"]).dt.days
+    assert (frame["days_to_milestone"] == to_plan).all()
+    assert (to_plan % settings.as_of_step_days == 0).all()
+    assert (frame["as_of"] <= frame["actual_date"]).all() and (frame["as_of"] >= start).all()
+    assert (to_plan <= settings.as_of_lead_days).all()
+    bands = pd.Series(horizon_band(to_plan, settings.near_days), index=frame.index)
+    assert not bands.groupby(frame["milestone_id"]).value_counts().gt(1).any()  # at most one row a band
+    # Every band a milestone went through on the grid has its row: an overdue one once reached a week after plan.
+    went_overdue = (frame["actual_date"] - frame["planned_date"]).dt.days >= settings.as_of_step_days
+    assert set(frame.loc[went_overdue, "milestone_id"]) == set(frame.loc[bands == "overdue", "milestone_id"])
+    assert (frame.loc[bands == "overdue", "slip_days"] >= -frame.loc[bands == "overdue", "days_to_milestone"]).all()
+    assert frame.groupby("milestone_id")["slip_days"].nunique().eq(1).all()
 
 
 def test_serving_rows_are_the_open_milestones_with_training_features(ctx, tables):

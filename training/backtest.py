@@ -36,7 +36,7 @@ from features.registry import plan_features
 from features.targets import MILESTONE, TargetSpec, of_scope, target
 from training.evaluate import TrainResult, score_rows, train_target
 from training.kinds import strategy
-from training.splits import Split, rolling_origin, time_split
+from training.splits import Split, rolling_origin, split_time, time_split
 
 # Backtests judge the milestone targets: a real export has milestones, not always clients.
 MODELS = tuple(spec.name for spec in of_scope(MILESTONE))
@@ -111,15 +111,19 @@ def one_side(split: Split, project: pd.Series) -> tuple[Split, int]:
     return Split(*parts), int(used.sum() - keep.sum())
 
 
+def _when(ds: Dataset) -> pd.Series:
+    return split_time(ds.frame["as_of"], ds.frame[ds.spec.row_id])
+
+
 def project_time_split(ds: Dataset, settings: Settings) -> tuple[Split, int]:
     """The training time split with each project's rows on one side."""
-    split = time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    split = time_split(_when(ds), settings.train_share, settings.calibration_share)
     return one_side(split, ds.frame["project_id"])
 
 
 def project_rolling_origin(ds: Dataset, settings: Settings) -> list[Split]:
     """Rolling-origin folds with each project's rows on one side of each fold."""
-    folds = [one_side(f, ds.frame["project_id"])[0] for f in rolling_origin(ds.frame["as_of"], settings.backtest_folds)]
+    folds = [one_side(f, ds.frame["project_id"])[0] for f in rolling_origin(_when(ds), settings.backtest_folds)]
     return [f for f in folds if min(len(f.train), len(f.calibration), len(f.test))]
 
 
@@ -174,7 +178,7 @@ def choose_split(model: str, ds: Dataset, settings: Settings, how: str = "auto")
             f"keeping each project on one side, {why}: split by time within each project instead; "
             "leave-one-project-out keeps projects apart"
         )
-    split = time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    split = time_split(_when(ds), settings.train_share, settings.calibration_share)
     if (why := unusable(model, ds, split)) is not None:
         raise BacktestError(f"{model}: too little data to backtest: {why}")
     return split, "time", 0, note

@@ -44,7 +44,7 @@ def train(
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     from features.cli import load_or_exit
     from training.evaluate import TooFewRows, read_oracle
-    from training.pipeline import Outcome, all_targets, run_target, summary_rows, training_datasets
+    from training.pipeline import Outcome, all_targets, band_rows, run_target, summary_rows, training_datasets
     from training.tables import TableError, dataset_from_table
     from training.tracking import configure
 
@@ -101,6 +101,13 @@ def train(
     for row in summary_rows(outcomes):
         table.add_row(*row)
     console.print(table)
+    if by_band := band_rows(outcomes, settings):
+        table = RichTable(title="test rows by horizon band: model / reference class / simplest baseline / oracle")
+        for col in ("model", "band", "rows", "metric", "metric", "metric"):
+            table.add_column(col)
+        for row in by_band:
+            table.add_row(*row)
+        console.print(table)
 
 
 def _names(listed: str) -> list[str]:

@@ -13,12 +13,12 @@ import pandas as pd
 
 from eqsms.settings import Settings
 from features.datasets import Dataset
-from features.targets import TargetSpec
+from features.targets import BANDS, CLASSIFIER, TargetSpec, horizon_band
 from training import metrics
 from training.baselines import reference_keys
 from training.bundle import ModelBundle
 from training.kinds import strategy
-from training.splits import Split, folds_before, share_note, time_split
+from training.splits import Split, folds_before, share_note, split_time, time_split
 
 
 class TooFewRows(ValueError):
@@ -36,6 +36,7 @@ class TrainResult:
     backtest: list[dict] = field(default_factory=list)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test predictions, for the plots
     notes: list[str] = field(default_factory=list)  # what a reviewer must know before trusting the metrics
+    bands: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # horizon band -> name -> metrics
 
 
 def _fit_and_score(spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> tuple[ModelBundle, dict]:
@@ -99,28 +100,28 @@ def train_target(
     that also keeps each project's rows on one side, or leave-one-project-out folds).
     """
     spec, split_given = ds.spec, split
-    split = split or time_split(ds.frame["as_of"], settings.train_share, settings.calibration_share)
+    when = split_time(ds.frame["as_of"], ds.frame[spec.row_id])
+    split = split or time_split(when, settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
         sizes = ", ".join(f"{len(idx)} {part}" for part, idx in split.parts().items())
         raise TooFewRows(
             f"{spec.name}: {len(ds.frame)} rows cannot be split by time into train, calibration and test ({sizes})"
         )
     bundle, pred = _fit_and_score(spec, ds, split, settings)
-    results = {"model": _score(spec, ds, split.test, pred)}
-    predictions = {f"model_{k}": v for k, v in pred.items()}
-    for name, base_pred in strategy(spec.kind).baselines(spec, ds, split, settings).items():
-        results[name] = _score(spec, ds, split.test, base_pred)
-        predictions.update({f"{name}_{k}": v for k, v in base_pred.items()})
     test_rows = ds.frame.iloc[split.test].reset_index(drop=True)
+    by_name = {"model": pred, **strategy(spec.kind).baselines(spec, ds, split, settings)}
+    results = {name: score_rows(spec, test_rows, p) for name, p in by_name.items()}
+    predictions = {f"{name}_{k}": v for name, p in by_name.items() for k, v in p.items()}
     oracle_pred = _oracle_predictions(spec, oracle, test_rows) if oracle is not None else None
-    if oracle_pred is not None:
-        results["oracle"] = _score(spec, ds, split.test, oracle_pred)
+    bands = band_results(spec, test_rows, by_name, oracle_pred, settings)
+    if oracle_pred is not None and (spec.kind == CLASSIFIER or "overdue" not in bands):
+        results["oracle"] = score_rows(spec, test_rows, oracle_pred)
     headline = spec.headline
     lifts = {f"{headline}_vs_{name}": metrics.lift(results["model"], results[name], headline) for name in results}
     lifts.pop(f"{headline}_vs_model")
     backtest, skipped = [], []
     if backtest_splits is None:
-        folds, skipped = folds_before(ds.frame["as_of"], split, settings.backtest_folds)
+        folds, skipped = folds_before(when, split, settings.backtest_folds)
     else:
         folds = backtest_splits
     for k, fold in enumerate(folds, start=1):
@@ -146,7 +147,37 @@ def train_target(
     if split_given is None and (note := share_note(split, len(ds.frame), nominal)):
         notes.append(note)
     notes += skipped
-    return TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
+    result = TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
+    result.bands = bands
+    return result
+
+
+def band_results(
+    spec: TargetSpec,
+    rows: pd.DataFrame,
+    by_name: dict[str, dict[str, np.ndarray]],
+    oracle_pred: dict[str, np.ndarray] | None,
+    settings: Settings,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The metrics of the model and each baseline per horizon band of the rows (band -> name -> metric), when the
+    target has a time to plan. The oracle's truth of a slip is its expectation before the milestone is due, blind
+    to a delay already incurred, so for a slip it is scored on the bands before the plan only; a probability's
+    truth holds in every band."""
+    if not spec.time_to_plan or spec.time_to_plan not in rows:
+        return {}
+    bands = horizon_band(rows[spec.time_to_plan].to_numpy(dtype="float64"), settings.near_days)
+    out = {}
+    for band in BANDS:
+        inside = np.flatnonzero(bands == band)
+        if not len(inside):
+            continue
+        named = dict(by_name)
+        if oracle_pred is not None and (spec.kind == CLASSIFIER or band != "overdue"):
+            named["oracle"] = oracle_pred
+        out[band] = {"rows": {"count": float(len(inside))}}
+        for name, pred in named.items():
+            out[band][name] = score_rows(spec, rows.iloc[inside], {k: v[inside] for k, v in pred.items()})
+    return out
 
 
 MIN_TEST_ROWS = 100  # fewer, and a test metric says little

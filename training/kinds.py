@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from eqsms.settings import Settings
-from features.targets import CLASSIFIER, SLIP, TargetSpec
+from features.targets import CLASSIFIER, SLIP, TargetSpec, horizon_band
 from training import metrics
 from training.baselines import Linear, ReferenceClass, reference_keys
 from training.bundle import ONE_THREAD
@@ -46,6 +46,7 @@ class Classifier:
     simplest = ("base_rate",)  # the training rows' rate of the label, for every row
     reports_censoring = False  # backtests: whether the test rows' labels can be cut short by the export's date
     summary_metrics = ("roc_auc", "pr_auc", "brier", "ece", "precision_top10")
+    band_metrics = ("roc_auc", "ece")  # per horizon band, in `eqsms train`'s table
 
     # ------------------------------------------------------------------------------------------------- fitting
     def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
@@ -135,6 +136,7 @@ class SlipModel:
     outputs_of_a_row = ("expected_slip_days", "lower_days", "upper_days", "late_probability")
     reports_censoring = True
     summary_metrics = ("mae", "rmse", "coverage", "mean_width", "late_auc")
+    band_metrics = ("mae", "coverage", "late_ece")
 
     # ------------------------------------------------------------------------------------------------- fitting
     def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
@@ -143,16 +145,40 @@ class SlipModel:
         X = ds.frame[ds.feature_columns]
         slip, late = ds.frame[spec.label].to_numpy(), ds.frame["late"].to_numpy()
         tr, cal = split.train, split.calibration
-        return fit_slip(spec.name, X.iloc[tr], slip[tr], late[tr], X.iloc[cal], slip[cal], late[cal], settings)
+        clock = spec.time_to_plan if spec.time_to_plan in ds.feature_columns else None
+        args = (X.iloc[tr], slip[tr], late[tr], X.iloc[cal], slip[cal], late[cal], settings)
+        return fit_slip(spec.name, *args, time_to_plan=clock)
 
     def outputs(self, bundle: ModelBundle, X) -> dict[str, np.ndarray]:
-        expected = bundle.booster.predict(X, **ONE_THREAD)
-        return {
-            "expected_slip_days": expected,
-            "lower_days": np.minimum(bundle.lower.predict(X, **ONE_THREAD), expected) - bundle.conformal,
-            "upper_days": np.maximum(bundle.upper.predict(X, **ONE_THREAD), expected) + bundle.conformal,
+        """The slip still to come (the boosters) on top of the delay already incurred, never below what the
+        ``as_of`` already tells: a milestone not reached by ``as_of`` slips at least ``as_of - planned``, and once
+        that is past the tolerance it is late for certain."""
+        from training.models import incurred_delay, time_to_plan_days
+
+        incurred = incurred_delay(bundle.meta, X, bundle.features)
+        further = bundle.booster.predict(X, **ONE_THREAD)
+        margin = self._margins(bundle, X)
+        pred = {
+            "expected_slip_days": incurred + further,
+            "lower_days": incurred + np.minimum(bundle.lower.predict(X, **ONE_THREAD), further) - margin,
+            "upper_days": incurred + np.maximum(bundle.upper.predict(X, **ONE_THREAD), further) + margin,
             "late_probability": bundle.calibrator(bundle.late.predict(X, **ONE_THREAD)),
         }
+        days = time_to_plan_days(bundle.meta, X, bundle.features)
+        tolerance = bundle.meta.get("late_tolerance_days", np.inf)
+        return pred if days is None else at_least_incurred(pred, days, tolerance)
+
+    @staticmethod
+    def _margins(bundle: ModelBundle, X) -> np.ndarray | float:
+        """Each row's conformal margin: its horizon band's when the bundle has them."""
+        from training.models import time_to_plan_days
+
+        by_band = bundle.meta.get("conformal_by_band")
+        days = time_to_plan_days(bundle.meta, X, bundle.features)
+        if not by_band or days is None:
+            return bundle.conformal
+        bands = horizon_band(days, bundle.meta["near_days"])
+        return np.select([bands == band for band in by_band], list(by_band.values()), bundle.conformal)
 
     # ------------------------------------------------------------------------------------------------- judging
     def score(self, spec: TargetSpec, rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, float]:
@@ -171,7 +197,7 @@ class SlipModel:
         keys = reference_keys(X)
         slip, late = ds.frame[spec.label].to_numpy()[split.train], ds.frame["late"].to_numpy()[split.train]
         alpha = (1 - settings.interval_coverage) / 2
-        return {
+        baselines = {
             "reference_class": {
                 "expected_slip_days": ReferenceClass(keys, stat="0.5").fit(Xtr, slip).predict(Xte),
                 "lower_days": ReferenceClass(keys, stat=str(alpha)).fit(Xtr, slip).predict(Xte),
@@ -182,7 +208,8 @@ class SlipModel:
                 "expected_slip_days": Linear(classifier=False).fit(Xtr, slip).predict(Xte),
                 "late_probability": Linear(classifier=True).fit(Xtr, late).predict(Xte),
             },
-            # "It will be on time": a slip of 0 days, a range of [0, 0] and no chance of being late.
+            # "It will be on time": a slip of 0 days, a range of [0, 0] and no chance of being late (with the
+            # milestone's time to plan known: no further slip than the delay already incurred).
             "on_time": {
                 k: np.zeros(len(Xte)) for k in ("expected_slip_days", "lower_days", "upper_days", "late_probability")
             },
@@ -191,6 +218,11 @@ class SlipModel:
                 "late_probability": np.full(len(Xte), float(np.mean(late))),
             },
         }
+        if spec.time_to_plan not in ds.feature_columns:
+            return baselines
+        # Every baseline is told what the as_of already tells, as the model is: judged on the rest.
+        days = Xte[spec.time_to_plan].to_numpy(dtype="float64")
+        return {name: at_least_incurred(pred, days, settings.late_tolerance_days) for name, pred in baselines.items()}
 
     def oracle(self, found: pd.DataFrame) -> dict[str, np.ndarray]:
         return {"expected_slip_days": found["truth"].to_numpy(), "late_probability": found["p_late"].to_numpy()}
@@ -247,6 +279,17 @@ class SlipModel:
             "coverage_met": bool(off <= COVERAGE_POINTS),
             "met": bool(reduction >= MAE_REDUCTION and off <= COVERAGE_POINTS),
         }
+
+
+def at_least_incurred(pred: dict[str, np.ndarray], days_to_plan: np.ndarray, tolerance: float) -> dict:
+    """Slip predictions floored at what is already known at ``as_of``: a milestone still open ``d`` days before its
+    plan (``d`` < 0 once overdue) slips at least ``-d`` days, and is late for certain once ``-d`` passes the
+    tolerance. Rows whose days to the plan are unknown are left as they are."""
+    floor = np.where(np.isnan(days_to_plan), -np.inf, -days_to_plan)
+    out = {k: np.maximum(v, floor) if k != "late_probability" else v for k, v in pred.items()}
+    if "late_probability" in out:
+        out["late_probability"] = np.where(floor > tolerance, 1.0, out["late_probability"])
+    return out
 
 
 KINDS: dict[str, Classifier | SlipModel] = {CLASSIFIER: Classifier(), SLIP: SlipModel()}

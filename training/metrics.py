@@ -83,7 +83,7 @@ def regression(
         out["mean_width"] = float(np.mean(upper - lower))
     if late_y is not None and late_p is not None:
         late = classification(late_y, late_p)
-        out["late_auc"], out["late_brier"] = late["roc_auc"], late["brier"]
+        out["late_auc"], out["late_brier"], out["late_ece"] = late["roc_auc"], late["brier"], late["ece"]
     return out
 
 

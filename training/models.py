@@ -21,11 +21,12 @@ from sklearn.linear_model import LogisticRegression
 
 from eqsms.settings import Settings
 from features.registry import monotone_constraints
-from features.targets import CLASSIFIER, SLIP
+from features.targets import BANDS, CLASSIFIER, SLIP, horizon_band
 from training.bundle import Calibrator, ModelBundle
 
 ISOTONIC_MIN_ROWS = 1000  # below this, a two-parameter sigmoid over-fits less than isotonic steps
 EARLY_STOPPING_SHARE = 0.15  # the latest part of the training rows, held out to choose the number of trees
+MIN_BAND_ROWS = 50  # a horizon band's own conformal margin needs at least this many calibration rows
 
 
 def lgb_params(settings: Settings, objective: str, target: str, features: list[str], **extra) -> dict:
@@ -104,35 +105,80 @@ def fit_slip(
     slip_cal: np.ndarray,
     late_cal: np.ndarray,
     settings: Settings,
+    time_to_plan: str | None = None,
 ) -> ModelBundle:
+    """The slip model. With ``time_to_plan`` (a feature: days to the planned date, negative once overdue) its
+    boosters learn the slip still to come on top of the delay already incurred, the late booster and its calibrator
+    learn from the rows whose lateness is not yet certain, and the range's conformal margin is fitted per horizon
+    band; ``SlipModel.outputs`` adds the incurred delay back."""
     features = list(X_train.columns)
     alpha = (1 - settings.interval_coverage) / 2
+    meta = {"time_to_plan": time_to_plan, "near_days": settings.near_days} if time_to_plan else {}
+    incurred_tr, incurred_cal = (incurred_delay(meta, X) for X in (X_train, X_cal))
+    open_tr = incurred_tr <= settings.late_tolerance_days  # past the tolerance, lateness is certain
 
-    def booster(objective: str, y: np.ndarray, **extra) -> lgb.Booster:
-        return fit_booster(X_train, y, lgb_params(settings, objective, target, features, **extra), settings)
+    def booster(objective: str, y: np.ndarray, rows=slice(None), **extra) -> lgb.Booster:
+        params = lgb_params(settings, objective, target, features, **extra)
+        return fit_booster(X_train.iloc[rows], y[rows], params, settings)
 
+    further = slip_train - incurred_tr
     bundle = ModelBundle(
         target,
         SLIP,
         features,
         categorical_columns(X_train),
-        booster(settings.delay_objective, slip_train),
-        lower=booster("quantile", slip_train, alpha=alpha),
-        upper=booster("quantile", slip_train, alpha=1 - alpha),
-        late=booster("binary", late_train),
+        booster(settings.delay_objective, further),
+        lower=booster("quantile", further, alpha=alpha),
+        upper=booster("quantile", further, alpha=1 - alpha),
+        late=booster("binary", late_train, np.flatnonzero(open_tr)),
+        meta=dict(meta),
     )
     Xc = bundle.frame(X_cal)
-    bundle.calibrator = fit_calibrator(bundle.late.predict(Xc), late_cal)
-    bundle.conformal = conformal_margin(bundle, Xc, slip_cal, settings.interval_coverage)
+    open_cal = incurred_cal <= settings.late_tolerance_days
+    bundle.calibrator = fit_calibrator(bundle.late.predict(Xc.iloc[np.flatnonzero(open_cal)]), late_cal[open_cal])
+    margins = conformal_margins(bundle, Xc, slip_cal, settings.interval_coverage)
+    bundle.conformal = margins.pop("all")
+    if meta:
+        bundle.meta["conformal_by_band"] = margins
     return bundle
 
 
-def conformal_margin(bundle: ModelBundle, X_cal: pd.DataFrame, y_cal: np.ndarray, coverage: float) -> float:
+def incurred_delay(meta: dict, X: pd.DataFrame | np.ndarray, features: list[str] | None = None) -> np.ndarray:
+    """Days already past the planned date at each row's as_of (0 when not overdue, unknown, or no such feature)."""
+    days = time_to_plan_days(meta, X, features)
+    return np.zeros(len(X)) if days is None else np.maximum(np.nan_to_num(-days, nan=0.0), 0.0)
+
+
+def time_to_plan_days(meta: dict, X: pd.DataFrame | np.ndarray, features: list[str] | None = None) -> np.ndarray | None:
+    """The rows' days to the planned date (the feature ``meta["time_to_plan"]`` names), or None."""
+    name = meta.get("time_to_plan")
+    if not name:
+        return None
+    if isinstance(X, pd.DataFrame):
+        return X[name].to_numpy(dtype="float64")
+    return np.asarray(X[:, features.index(name)], dtype="float64")
+
+
+def conformal_margins(bundle: ModelBundle, X_cal: pd.DataFrame, y_cal: np.ndarray, coverage: float) -> dict:
     """Conformalized quantile regression: the margin that makes [lower - m, upper + m] cover ``coverage`` of the
-    calibration rows (with the finite-sample correction), so it holds on new rows from the same process."""
-    bundle.conformal = 0.0
+    calibration rows (with the finite-sample correction), so it holds on new rows from the same process: over all
+    rows ("all"), and per horizon band when the bundle knows each row's days to the plan (Mondrian conformal: a
+    band with fewer than ``MIN_BAND_ROWS`` calibration rows takes the overall margin)."""
+    bundle.conformal, bundle.meta["conformal_by_band"] = 0.0, {}
     pred = bundle.predict(X_cal)
     scores = np.maximum(pred["lower_days"] - y_cal, y_cal - pred["upper_days"])
+    margins = {"all": conformal_quantile(scores, coverage)}
+    days = time_to_plan_days(bundle.meta, X_cal)
+    if days is not None:
+        bands = horizon_band(days, bundle.meta["near_days"])
+        for band in BANDS:
+            inside = bands == band
+            enough = inside.sum() >= MIN_BAND_ROWS
+            margins[band] = conformal_quantile(scores[inside], coverage) if enough else margins["all"]
+    return margins
+
+
+def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
     n = len(scores)
     if n == 0:
         return 0.0

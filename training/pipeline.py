@@ -21,7 +21,7 @@ from features.datasets import (
     write_dataset,
 )
 from features.families import Context
-from features.targets import TARGETS, TargetUnavailable, target
+from features.targets import TARGETS, TargetUnavailable, band_texts, target
 from training import report
 from training.evaluate import TrainResult, train_target
 from training.kinds import strategy
@@ -220,6 +220,25 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
                 state,
             ]
         )
+    return rows
+
+
+def band_rows(outcomes: list[Outcome], settings: Settings) -> list[list[str]]:
+    """One line a target and horizon band: its rows, then each of the kind's band metrics as model against the
+    reference class and the simplest baseline (and the oracle where its truth holds)."""
+    rows = []
+    for o in outcomes:
+        if o.skipped or not o.result.bands:
+            continue
+        kind = strategy(target(o.result.target).kind)
+        for band, named in o.result.bands.items():
+            said = []
+            for metric in kind.band_metrics:
+                values = [
+                    named.get(w, {}).get(metric) for w in ("model", "reference_class", kind.simplest[0], "oracle")
+                ]
+                said.append(f"{metric} " + " / ".join("-" if v is None else f"{v:.3f}" for v in values))
+            rows.append([o.target, band_texts(settings.near_days)[band], f"{named['rows']['count']:,.0f}", *said])
     return rows
 
 

@@ -31,6 +31,15 @@ def moment(value) -> str:
     return str(value)
 
 
+def split_time(as_of: pd.Series, ids: pd.Series) -> pd.Series:
+    """The time that places a row in a split: its ``as_of``, or, when an id has several rows (a milestone at several
+    as_of), the latest ``as_of`` of its rows, about when its label became known. All of one id's rows fall on one
+    side, so a milestone is never learned from at one as_of and tested at another."""
+    if not ids.duplicated().any():
+        return as_of
+    return as_of.groupby(ids.to_numpy(), sort=False).transform("max")
+
+
 def _window(as_of: pd.Series) -> list[str]:
     return [moment(as_of.min()), moment(as_of.max())] if len(as_of) else []
 
