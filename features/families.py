@@ -241,7 +241,7 @@ def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     Feature("milestone_sequence", "ordinal", "milestone number {v:.0f} in the plan", TECHNICAL),
     Feature("milestones_in_plan", "count", "{v:.0f} milestones in the plan", TECHNICAL, plan=True),
     Feature("milestone_share", "share", "{v:.0%} of the way through the milestone plan", TECHNICAL, plan=True),
-    Feature("days_to_milestone", "days", "{v:.0f} days to the planned milestone date", PLANNING),
+    Feature("days_to_milestone", "days", "{v:.0f} days to the planned milestone date (negative: overdue)", PLANNING),
 )
 def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""

@@ -121,6 +121,7 @@ def slip_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings
     and the drivers."""
     out = scored.outputs
     coverage, tolerance = bundle.meta.get("interval_coverage"), settings.late_tolerance_days
+    incurred = out.get("delay_incurred_days", np.zeros(len(out["expected_slip_days"])))
     return [
         {
             "expected_slip_days": float(out["expected_slip_days"][i]),
@@ -128,6 +129,7 @@ def slip_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings
             "range_coverage": coverage,
             "late_probability": float(out["late_probability"][i]),
             "late_tolerance_days": tolerance,
+            "delay_incurred_days": float(incurred[i]),
             "drivers": scored.drivers[i],
         }
         for i in range(len(out["expected_slip_days"]))

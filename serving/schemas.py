@@ -132,12 +132,18 @@ class SlipRisk(BaseModel):
     range_coverage: float | None = Field(description="nominal share of milestones whose slip falls in the range")
     late_probability: float = Field(description="calibrated probability of slipping more than the tolerance")
     late_tolerance_days: float
+    delay_incurred_days: float = Field(
+        0.0,
+        description="days already past the planned date at as_of (0 when not overdue): part of the slip for certain; "
+        "the expected slip and the range are never below it",
+    )
     drivers: list[Driver]
 
     def said(self, name: str) -> str:
         """The answer in a few words, for a terminal."""
         lo, hi = self.range_days
-        return f"{name} {self.expected_slip_days:.0f} days [{lo:.0f}, {hi:.0f}], late {self.late_probability:.0%}"
+        said = f"{name} {self.expected_slip_days:.0f} days [{lo:.0f}, {hi:.0f}], late {self.late_probability:.0%}"
+        return said + (f" ({self.delay_incurred_days:.0f} days overdue)" if self.delay_incurred_days else "")
 
 
 ANSWER: dict[str, type[BaseModel]] = {CLASSIFIER: ProbabilityRisk, SLIP: SlipRisk}

@@ -208,7 +208,7 @@ def test_an_overdue_milestone_slips_at_least_the_delay_already_incurred(engine):
         answer = risk(engine, [late["project_id"]], as_of=as_of, milestone_ids=[late["milestone_id"]], top_k=0)
         delay = answer[0]["milestones"][0]["delay"]
         assert delay["expected_slip_days"] >= days and delay["range_days"][0] >= days
-        assert delay["late_probability"] == 1.0
+        assert delay["late_probability"] == 1.0 and delay["delay_incurred_days"] == days
     # Ahead of the plan, nothing is certain yet.
     ahead = late["planned_date"] - pd.Timedelta(days=30)
     answer = risk(engine, [late["project_id"]], as_of=ahead, milestone_ids=[late["milestone_id"]], top_k=0)

@@ -155,26 +155,27 @@ class SlipModel:
         that is past the tolerance it is late for certain."""
         from training.models import incurred_delay, time_to_plan_days
 
-        incurred = incurred_delay(bundle.meta, X, bundle.features)
+        days = time_to_plan_days(bundle.meta, X, bundle.features)
+        incurred = incurred_delay(days, len(X))
         further = bundle.booster.predict(X, **ONE_THREAD)
-        margin = self._margins(bundle, X)
+        margin = self._margins(bundle, days)
         pred = {
             "expected_slip_days": incurred + further,
             "lower_days": incurred + np.minimum(bundle.lower.predict(X, **ONE_THREAD), further) - margin,
             "upper_days": incurred + np.maximum(bundle.upper.predict(X, **ONE_THREAD), further) + margin,
             "late_probability": bundle.calibrator(bundle.late.predict(X, **ONE_THREAD)),
         }
-        days = time_to_plan_days(bundle.meta, X, bundle.features)
-        tolerance = bundle.meta.get("late_tolerance_days", np.inf)
-        return pred if days is None else at_least_incurred(pred, days, tolerance)
+        if days is None:
+            return pred
+        return {
+            **at_least_incurred(pred, days, bundle.meta.get("late_tolerance_days", np.inf)),
+            "delay_incurred_days": incurred,
+        }
 
     @staticmethod
-    def _margins(bundle: ModelBundle, X) -> np.ndarray | float:
+    def _margins(bundle: ModelBundle, days: np.ndarray | None) -> np.ndarray | float:
         """Each row's conformal margin: its horizon band's when the bundle has them."""
-        from training.models import time_to_plan_days
-
         by_band = bundle.meta.get("conformal_by_band")
-        days = time_to_plan_days(bundle.meta, X, bundle.features)
         if not by_band or days is None:
             return bundle.conformal
         bands = horizon_band(days, bundle.meta["near_days"])

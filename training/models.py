@@ -70,16 +70,10 @@ def fit_booster(X: pd.DataFrame, y: np.ndarray, params: dict, settings: Settings
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray) -> Calibrator:
-    """Isotonic on a large calibration slice, sigmoid on a small one; identity if it has one class only."""
-    y = np.asarray(y, dtype=int)
-    if len(np.unique(y)) < 2:
-        return Calibrator("identity")
-    if len(y) >= ISOTONIC_MIN_ROWS:
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-        return Calibrator("isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
-    logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1)).reshape(-1, 1)
-    platt = LogisticRegression(C=1e6).fit(logit, y)
-    return Calibrator("sigmoid", a=float(platt.coef_[0, 0]), b=float(platt.intercept_[0]))
+    """A strictly increasing calibrator (keeps the booster's order); identity if ``y`` has one class only."""
+    from training.calibration import fit_calibrator as fit_order_keeping
+
+    return fit_order_keeping(raw, y)
 
 
 def categorical_columns(X: pd.DataFrame) -> list[str]:
@@ -114,7 +108,7 @@ def fit_slip(
     features = list(X_train.columns)
     alpha = (1 - settings.interval_coverage) / 2
     meta = {"time_to_plan": time_to_plan, "near_days": settings.near_days} if time_to_plan else {}
-    incurred_tr, incurred_cal = (incurred_delay(meta, X) for X in (X_train, X_cal))
+    incurred_tr, incurred_cal = (incurred_delay(time_to_plan_days(meta, X), len(X)) for X in (X_train, X_cal))
     open_tr = incurred_tr <= settings.late_tolerance_days  # past the tolerance, lateness is certain
 
     def booster(objective: str, y: np.ndarray, rows=slice(None), **extra) -> lgb.Booster:
@@ -143,10 +137,9 @@ def fit_slip(
     return bundle
 
 
-def incurred_delay(meta: dict, X: pd.DataFrame | np.ndarray, features: list[str] | None = None) -> np.ndarray:
-    """Days already past the planned date at each row's as_of (0 when not overdue, unknown, or no such feature)."""
-    days = time_to_plan_days(meta, X, features)
-    return np.zeros(len(X)) if days is None else np.maximum(np.nan_to_num(-days, nan=0.0), 0.0)
+def incurred_delay(days_to_plan: np.ndarray | None, n: int) -> np.ndarray:
+    """Days already past the planned date at each of ``n`` rows' as_of (0 when not overdue or not known)."""
+    return np.zeros(n) if days_to_plan is None else np.maximum(np.nan_to_num(-days_to_plan, nan=0.0), 0.0)
 
 
 def time_to_plan_days(meta: dict, X: pd.DataFrame | np.ndarray, features: list[str] | None = None) -> np.ndarray | None:
