@@ -63,6 +63,11 @@ def print_validation(data) -> None:
         top = ", ".join(f"{code} ({n})" for code, n in rep.top_reasons(3))
         table.add_row(name, str(rep.rows_in), str(rep.rows_accepted), str(rep.rows_quarantined), top or "-")
     console.print(table)
+    for name, rep in data.reports.items():
+        if n := rep.cells_nulled:
+            top = ", ".join(f"{cell} ({count})" for cell, count in rep.top_cells(3))
+            values = "value" if n == 1 else "values"
+            console.print(f"[yellow]{name}[/]: {n} bad optional {values} set missing (rows kept): {top}")
     for name in data.missing_tables:
         console.print(f"[yellow]{name}[/]: no file; the features built from it will be missing")
 

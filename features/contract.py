@@ -27,7 +27,7 @@ class Kind(StrEnum):
 
 
 class Error(StrEnum):
-    """Why a row was quarantined. Each code is named in the quarantine file and in the summary."""
+    """Why a row was quarantined or a cell set missing; each code is named in the quarantine files and the summary."""
 
     MISSING_VALUE = "missing_value"  # a required column is empty
     UNPARSEABLE_DATE = "unparseable_date"

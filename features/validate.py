@@ -1,15 +1,21 @@
 """Validate raw tables against the contract (``features.contract``): type what is good, quarantine what is not.
 
-A row that breaks the contract is never dropped silently: it goes to the table's quarantine frame with its source
-file, source row, the first failing column, the first error code and every problem of the row in words. Per table,
-rows in = rows accepted + rows quarantined. A problem that makes the data unusable (a required table or column
-missing) raises ``ContractError`` with what to fix.
+Nothing is dropped or blanked silently. A row with a bad required value (or key), a repeated key or an unknown
+project goes to the table's quarantine frame with its source file, source row, the first failing column, the first
+error code and every problem of the row in words. A bad value in an optional column only sets that cell missing:
+the row is accepted, and the cell goes to the table's cell report with its source file, source row, column, first
+error code, problems in words and the value as read. Per table, rows in = rows accepted + rows quarantined, and the
+cell report lists every cell set missing in an accepted row. A problem that makes the data unusable (a required
+table or column missing) raises ``ContractError`` with what to fix.
 
-Checks, in the order that decides a row's "first" error:
+Checks, in the order that decides a row's (or a cell's) "first" error:
 
 1. per cell, in contract column order: missing required value, unparseable value, negative or out-of-range
-   number, text outside its allowed values;
-2. per row: each ``ordered`` pair of dates (the later one must not be before the earlier one);
+   number, text outside its allowed values, implausible date, fact dated after the export; in an optional column
+   the cell is set missing before the checks below, so a bad value is never compared with another;
+2. per row: each ``ordered`` pair of dates (the later one must not be before the earlier one): the row is
+   quarantined if either column is required; if both are optional, both cells are set missing (neither can be
+   trusted, and the row keeps its children);
 3. duplicates of the table's key among rows that passed 1-2 (the first row is kept);
 4. references: a child row's ``project_id`` must name an accepted project.
 
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +43,10 @@ from features.io import CONTRACT_DOC, SOURCE_FILE, SOURCE_ROW, ContractError, de
 ERROR_COLUMN = "_column"
 ERROR_CODE = "_error"
 ERROR_REASON = "_reason"
+CELL_VALUE = "_value"
 QUARANTINE_META = (SOURCE_FILE, SOURCE_ROW, ERROR_COLUMN, ERROR_CODE, ERROR_REASON)
+CELL_META = (*QUARANTINE_META, CELL_VALUE)
+CELLS_SUFFIX = "_cells"  # <table>_cells.csv beside <table>.csv
 SUMMARY_FILE = "summary.json"
 
 TRUE_WORDS = ("true", "1", "yes", "t", "y")
@@ -55,20 +64,33 @@ class TableReport:
     rows_in: int
     rows_accepted: int
     reasons: Counter  # Error code -> rows quarantined with it as their first error
+    cells: Counter = field(default_factory=Counter)  # (column, Error code) -> cells set missing, by their first error
 
     @property
     def rows_quarantined(self) -> int:
         return self.rows_in - self.rows_accepted
 
+    @property
+    def cells_nulled(self) -> int:
+        return sum(self.cells.values())
+
     def top_reasons(self, n: int = 3) -> list[tuple[str, int]]:
         return [(str(code), count) for code, count in self.reasons.most_common(n)]
 
+    def top_cells(self, n: int = 3) -> list[tuple[str, int]]:
+        return [(f"{column}: {code}", count) for (column, code), count in self.cells.most_common(n)]
+
     def as_dict(self) -> dict:
+        cells: dict[str, dict[str, int]] = {}
+        for (column, code), count in self.cells.most_common():
+            cells.setdefault(column, {})[str(code)] = count
         return {
             "rows_in": self.rows_in,
             "accepted": self.rows_accepted,
             "quarantined": self.rows_quarantined,
             "reasons": {str(code): count for code, count in self.reasons.most_common()},
+            "cells_nulled": self.cells_nulled,
+            "cells": cells,
         }
 
 
@@ -77,6 +99,7 @@ class ValidatedData:
     data_dir: Path
     tables: dict[str, pd.DataFrame]  # all six contract tables, typed; a missing table is an empty typed frame
     quarantine: dict[str, pd.DataFrame]  # per table: one line per rejected row
+    cells: dict[str, pd.DataFrame]  # per table: one line per cell set missing in an accepted row
     reports: dict[str, TableReport]  # per table that had a file
     missing_tables: list[str]  # optional tables with no file
     missing_columns: dict[str, list[str]]  # optional contract columns absent from a table's files
@@ -106,6 +129,7 @@ class _Finding(NamedTuple):
     column: str
     code: Error
     reasons: np.ndarray  # object array of str, one per row
+    nulls: tuple[str, ...] = ()  # the cells it sets missing; none: it quarantines the row
 
 
 # ----------------------------------------------------------------------------------------------- typing cells
@@ -292,7 +316,7 @@ _PARSERS = {
 def parse_column(col: pd.Series, spec: Column) -> tuple[pd.Series, list[_Issue]]:
     """A raw column typed per its contract kind, and its problems (a missing required value first).
 
-    A cell that fails to parse is missing in the typed column; the row it is in is quarantined.
+    A cell that fails to parse is missing in the typed column (whether its row is kept is the caller's choice).
     """
     typed, issues = _PARSERS[spec.kind](_unwrap(col), spec)
     if spec.required:
@@ -314,7 +338,12 @@ def _shown(col: pd.Series, rows: np.ndarray) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=object)
 
 
-def _finding(raw: pd.Series, name: str, issue: _Issue) -> _Finding | None:
+def _optional(spec: Table, name: str) -> bool:
+    """Whether a bad value in column ``name`` sets the cell missing (True) or quarantines the row."""
+    return not spec.column(name).required and name not in spec.key
+
+
+def _finding(raw: pd.Series, name: str, issue: _Issue, nulls: tuple[str, ...] = ()) -> _Finding | None:
     rows = np.flatnonzero(issue.mask)
     if not rows.size:
         return None
@@ -324,10 +353,21 @@ def _finding(raw: pd.Series, name: str, issue: _Issue) -> _Finding | None:
         shown = _shown(raw, rows)
         quote = "'" if issue.quote else ""
         reasons = f"{name}: {quote}" + shown + f"{quote} {issue.text}"
-    return _Finding(rows, name, issue.code, reasons)
+    return _Finding(rows, name, issue.code, reasons, nulls)
+
+
+def _nulled(values: pd.Series, name: str, findings: list[_Finding]) -> pd.Series:
+    """``values`` (column ``name``) with the cells that ``findings`` set missing."""
+    rows = [f.rows for f in findings if name in f.nulls]
+    if not rows:
+        return values
+    mask = np.zeros(len(values), bool)
+    mask[np.concatenate(rows)] = True
+    return values.mask(mask)
 
 
 def _ordered_findings(spec: Table, raw: pd.DataFrame, typed: dict[str, pd.Series]) -> list[_Finding]:
+    """Pairs out of order; a pair of optional columns sets both cells missing, any other quarantines the row."""
     findings = []
     for earlier, later in spec.ordered:
         if earlier not in raw.columns or later not in raw.columns:
@@ -335,7 +375,8 @@ def _ordered_findings(spec: Table, raw: pd.DataFrame, typed: dict[str, pd.Series
         rows = np.flatnonzero((typed[later] < typed[earlier]).to_numpy())
         if rows.size:
             reasons = f"{later} " + _shown(raw[later], rows) + f" is before {earlier} " + _shown(raw[earlier], rows)
-            findings.append(_Finding(rows, later, Error.INCONSISTENT_DATES, reasons))
+            nulls = (earlier, later) if _optional(spec, earlier) and _optional(spec, later) else ()
+            findings.append(_Finding(rows, later, Error.INCONSISTENT_DATES, reasons, nulls))
     return findings
 
 
@@ -414,25 +455,67 @@ def _reference_finding(typed: dict[str, pd.Series], projects: _Projects) -> _Fin
 
 
 def _resolve(findings: list[_Finding]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rejected rows (sorted), and for each its first column, first code and all reasons joined."""
-    if not findings:
+    """Rejected rows (sorted): those with a finding that quarantines. For each, the column and code of its first such
+    finding, and all its reasons joined (a bad optional cell's too)."""
+    rejecting = [f.rows for f in findings if not f.nulls]
+    if not rejecting:
         empty = np.array([], dtype=object)
         return np.array([], dtype=np.int64), empty, empty, empty
-    bad = np.unique(np.concatenate([f.rows for f in findings]))
+    bad = np.unique(np.concatenate(rejecting))
     column = np.empty(bad.size, dtype=object)
     code = np.empty(bad.size, dtype=object)
     reason = np.full(bad.size, "", dtype=object)
-    seen = np.zeros(bad.size, bool)
+    named, said = np.zeros(bad.size, bool), np.zeros(bad.size, bool)
     for f in findings:
         pos = np.searchsorted(bad, f.rows)
-        new = pos[~seen[pos]]
-        new_rows = ~seen[pos]
-        column[new] = f.column
-        code[new] = str(f.code)
-        seen[new] = True
-        current = reason[pos]
-        reason[pos] = np.where(new_rows, f.reasons, current + "; " + f.reasons)
+        hit = bad[np.minimum(pos, bad.size - 1)] == f.rows
+        pos, reasons = pos[hit], f.reasons[hit]
+        if not f.nulls:
+            new = pos[~named[pos]]
+            column[new] = f.column
+            code[new] = str(f.code)
+            named[new] = True
+        reason[pos] = np.where(said[pos], reason[pos] + "; " + reasons, reasons)
+        said[pos] = True
     return bad, column, code, reason
+
+
+def _cell_lines(findings: list[_Finding], bad: np.ndarray, columns: list[str]):
+    """Cells set missing outside the ``bad`` rows, each once, by row then column (in ``columns`` order): row, column,
+    the first code and all its reasons joined."""
+    parts = []
+    for f in findings:
+        keep = ~np.isin(f.rows, bad)
+        rows, reasons, n = f.rows[keep], f.reasons[keep], int(keep.sum())
+        parts += [(rows, np.full(n, columns.index(c)), np.full(n, str(f.code), object), reasons) for c in f.nulls if n]
+    if not parts:
+        return np.array([], np.int64), np.array([], object), np.array([], object), np.array([], object)
+    row, at, code, reason = (np.concatenate(p) for p in zip(*parts, strict=True))
+    order = np.lexsort((at, row))  # stable: a cell's findings keep their order
+    row, at, code, reason = row[order], at[order], code[order], reason[order]
+    first = np.r_[True, (row[1:] != row[:-1]) | (at[1:] != at[:-1])]
+    reason = np.add.reduceat(np.where(first, reason, "; " + reason), np.flatnonzero(first))
+    return row[first], np.array(columns, object)[at[first]], code[first], reason
+
+
+def _cells(spec: Table, raw: pd.DataFrame, findings: list[_Finding], bad: np.ndarray) -> pd.DataFrame:
+    """One line per cell set missing in an accepted row: its source, column, first code, reasons and value as read."""
+    row, name, code, reason = _cell_lines(findings, bad, [c.name for c in spec.columns])
+    value = np.empty(row.size, dtype=object)
+    for n in pd.unique(name):
+        at = name == n
+        value[at] = _shown(raw[n], row[at])
+    cells = pd.DataFrame(
+        {
+            SOURCE_FILE: raw[SOURCE_FILE].iloc[row].astype(str).to_numpy(dtype=object),
+            SOURCE_ROW: raw[SOURCE_ROW].to_numpy(dtype=np.int64)[row],
+            ERROR_COLUMN: name,
+            ERROR_CODE: code,
+            ERROR_REASON: reason,
+            CELL_VALUE: value,
+        }
+    )
+    return cells.astype({c: "str" for c in CELL_META if c != SOURCE_ROW})
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -486,6 +569,7 @@ def _fatal_problems(raw: dict[str, pd.DataFrame | None], data_dir: Path) -> list
 class _TableResult(NamedTuple):
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
+    cells: pd.DataFrame
     report: TableReport
     missing_columns: list[str]
     project_ids: _Projects | None  # for the projects table: what child rows may reference
@@ -538,25 +622,40 @@ def _date_issues(table: str, col: Column, values: pd.Series, window: DateWindow)
     return issues
 
 
-def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, window: DateWindow) -> _TableResult:
-    raw = _with_sources(raw, spec.name)
-    n = len(raw)
+def _typed_columns(
+    spec: Table, raw: pd.DataFrame, window: DateWindow
+) -> tuple[dict[str, pd.Series], list[_Finding], list[str]]:
+    """Every contract column typed, with a bad optional cell set missing; the cells' problems; the absent columns."""
     typed: dict[str, pd.Series] = {}
     findings: list[_Finding] = []
     absent = []
     for col in spec.columns:
         if col.name not in raw.columns:
-            typed[col.name] = _empty_column(col.kind, n)
+            typed[col.name] = _empty_column(col.kind, len(raw))
             absent.append(col.name)
             continue
-        typed[col.name], issues = parse_column(raw[col.name], col)
+        values, issues = parse_column(raw[col.name], col)
         if col.kind in (Kind.DATE, Kind.TIMESTAMP):
-            issues += _date_issues(spec.name, col, typed[col.name], window)
-        findings += [f for issue in issues if (f := _finding(raw[col.name], col.name, issue)) is not None]
-    findings += _ordered_findings(spec, raw, typed)
+            issues += _date_issues(spec.name, col, values, window)
+        nulls = (col.name,) if _optional(spec, col.name) else ()
+        found = [f for issue in issues if (f := _finding(raw[col.name], col.name, issue, nulls)) is not None]
+        typed[col.name] = _nulled(values, col.name, found)
+        findings += found
+    return typed, findings, absent
+
+
+def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, window: DateWindow) -> _TableResult:
+    raw = _with_sources(raw, spec.name)
+    n = len(raw)
+    typed, findings, absent = _typed_columns(spec, raw, window)
+    ordered = _ordered_findings(spec, raw, typed)
+    for name in dict.fromkeys(c for pair in spec.ordered for c in pair):
+        typed[name] = _nulled(typed[name], name, ordered)
+    findings += ordered
     passed = np.ones(n, bool)
     for f in findings:
-        passed[f.rows] = False
+        if not f.nulls:
+            passed[f.rows] = False
     if (dup := _duplicate_finding(spec, raw, typed, passed)) is not None:
         findings.append(dup)
     if spec.references_project and projects is not None:
@@ -572,17 +671,23 @@ def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, 
     good[bad] = False
     accepted = frame if not bad.size else frame.iloc[np.flatnonzero(good)].reset_index(drop=True)
     quarantine = _quarantine_frame(raw, bad, column, code, reason)
-    report = TableReport(spec.name, n, n - bad.size, Counter(code.tolist()))
+    cells = _cells(spec, raw, findings, bad)
+    nulled = Counter(zip(cells[ERROR_COLUMN].tolist(), cells[ERROR_CODE].tolist(), strict=True))
+    report = TableReport(spec.name, n, n - bad.size, Counter(code.tolist()), nulled)
     ids = None
     if spec.name == "projects":
         seen = typed["project_id"].dropna()
         ids = _Projects(accepted=accepted["project_id"], seen=seen)
-    return _TableResult(accepted, quarantine, report, absent, ids)
+    return _TableResult(accepted, quarantine, cells, report, absent, ids)
 
 
 def _empty_quarantine(table: str) -> pd.DataFrame:
     meta = {c: pd.Series([], dtype="int64" if c == SOURCE_ROW else "str") for c in QUARANTINE_META}
     return pd.DataFrame(meta | {c.name: pd.Series([], dtype="str") for c in TABLES[table].columns})
+
+
+def _empty_cells() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == SOURCE_ROW else "str") for c in CELL_META})
 
 
 def validate_tables(
@@ -598,18 +703,20 @@ def validate_tables(
     problems = _fatal_problems(raw, data_dir)
     if problems:
         raise ContractError("\n".join(problems))
-    data = ValidatedData(data_dir, {}, {}, {}, [], {})
+    data = ValidatedData(data_dir, {}, {}, {}, {}, [], {})
     projects: _Projects | None = None
     for name in TABLE_ORDER:
         frame = raw.get(name)
         if frame is None:
             data.tables[name] = empty_table(name)
             data.quarantine[name] = _empty_quarantine(name)
+            data.cells[name] = _empty_cells()
             data.missing_tables.append(name)
             continue
         result = _validate_table(TABLES[name], frame, projects, window)
         data.tables[name] = result.accepted
         data.quarantine[name] = result.quarantine
+        data.cells[name] = result.cells
         data.reports[name] = result.report
         if result.missing_columns:
             data.missing_columns[name] = result.missing_columns
@@ -630,7 +737,8 @@ def load(data_dir: Path, settings: Settings | None = None) -> ValidatedData:
 
 
 def write_quarantine(data: ValidatedData, out_dir: Path) -> list[Path]:
-    """Write ``<table>.csv`` for each table with rejected rows and ``summary.json``; returns the files written.
+    """Write ``<table>.csv`` for each table with rejected rows, ``<table>_cells.csv`` for each with cells set missing,
+    and ``summary.json``; returns the files written.
 
     Old quarantine files of the contract tables are removed first, so nothing stale is left behind.
     """
@@ -638,12 +746,13 @@ def write_quarantine(data: ValidatedData, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TABLE_ORDER:
-        path = out_dir / f"{name}.csv"
-        path.unlink(missing_ok=True)
-        frame = data.quarantine.get(name)
-        if frame is not None and len(frame):
-            frame.to_csv(path, index=False)
-            written.append(path)
+        for suffix, frames in (("", data.quarantine), (CELLS_SUFFIX, data.cells)):
+            path = out_dir / f"{name}{suffix}.csv"
+            path.unlink(missing_ok=True)
+            frame = frames.get(name)
+            if frame is not None and len(frame):
+                frame.to_csv(path, index=False)
+                written.append(path)
     summary = out_dir / SUMMARY_FILE
     summary.write_text(json.dumps(data.summary(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written.append(summary)
