@@ -112,9 +112,26 @@ class TrainingSettings(BaseSettings):
     max_depth: int = Field(5, description="caps explanation cost at serving time (DESIGN.md)")
     min_child_samples: int = Field(20, gt=0)
     early_stopping_rounds: int = Field(40, gt=0)
+    refit_on_all_rows: bool = Field(
+        True,
+        description="register a model refit on every labelled row (trees as early stopping chose; calibrator and "
+        "range margin cross-fitted on out-of-fold rows); False registers the model the test metrics were measured on",
+    )
     seed: int = Field(7, description="seed for every model")
     lgb_threads: int = Field(1, gt=0, description="LightGBM threads (1 is fastest here below ~50k rows)")
+    tuned_params: dict[str, dict[str, int | float]] = Field(
+        {},
+        description="per model (target name), LightGBM parameters over the ones above: what `eqsms train --tune` "
+        "chose, or given to train with them again without a search; empty: untuned",
+    )
+    tune_budget_minutes: float = Field(
+        10.0, gt=0, description="`eqsms train --tune`: minutes of search for all the models trained, in turn"
+    )
+    tune_trials: int = Field(100, gt=0, description="`eqsms train --tune`: at most this many trials a model")
     promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
+    baseline_tolerance: float = Field(
+        0.0, ge=0, description="the gate refuses a challenger worse than the reference class or the linear baseline"
+    )
 
 
 class ServingSettings(BaseSettings):

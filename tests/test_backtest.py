@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from eqsms.cli import app
 from eqsms.settings import Settings, get_settings
+from features.contract import latest_fact
 from features.datasets import Dataset
 from features.validate import load
 from training.backtest import (
@@ -25,8 +26,10 @@ from training.backtest import (
     experiment_name,
     leave_one_project_out,
     one_side,
+    project_time_split,
     run_backtest,
 )
+from training.censoring import Judged, open_milestone_rows, product_limit
 from training.splits import Split, time_split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +75,29 @@ def test_leave_one_project_out_folds():
     assert f["as_of"].iloc[a.train].max() < f["as_of"].iloc[a.calibration].min()  # calibrate on the latest
 
 
+def test_a_milestones_rows_stay_on_one_side_of_every_split():
+    # 40 projects of 5 milestones, each milestone at three as_of spread over 60 days (one in each horizon band).
+    rng = np.random.default_rng(5)
+    rows = []
+    for p in range(40):
+        for m in range(5):
+            start = 10 * p + rng.integers(0, 200)
+            rows += [(f"P{p}", f"P{p}/M{m}", start + k * 30) for k in range(3)]
+    f = frame([r[0] for r in rows], [r[2] for r in rows])
+    f["milestone_id"] = [r[1] for r in rows]
+    f = f.sort_values("as_of", kind="stable").reset_index(drop=True)
+    ds = Dataset("delay", f[["milestone_id", "project_id", "as_of"]], ["milestone_id", "project_id"], [], [])
+    settings = Settings(calibration_share=0.2)
+    split, _ = project_time_split(ds, settings)
+    folds = [split, *(fold for _, fold in leave_one_project_out(ds, settings))]
+    for fold in folds:
+        part = pd.Series(-1, index=f.index)
+        for k, idx in enumerate((fold.train, fold.calibration, fold.test)):
+            part.iloc[idx] = k
+        used = part >= 0
+        assert (part[used].groupby(f["milestone_id"][used]).nunique() == 1).all()
+
+
 def test_auto_split_falls_back_and_says_why():
     # Two long projects that both run to the end: on one side, the test part has no failure to judge.
     days = list(range(200)) * 2
@@ -100,16 +126,79 @@ def test_backtest_on_the_sample_world(sample_tables, tmp_path):
     # The generated world has a signal: the same backtest that judges the real exports finds it.
     assert out["target"]["mae_met"], out["target"]
     assert abs(out["target"]["coverage"] - 0.8) < 0.1
-    assert out["censoring"]["milestones_planned_in_test_window"] >= out["rows"]["test"]
+    # The milestones still open at the end are right-censored test rows: the tested projects' ones beside the split's
+    # test rows (its labelled figures unchanged), every project's beside those and the rows the split left out.
+    c = out["censoring"]
+    tested, every = c["tested_projects"], c["every_project"]
+    assert tested["labelled_rows"] == out["rows"]["test"] and 0 < tested["censored_rows"] < every["censored_rows"]
+    assert every["censored_milestones"] == c["open_milestones"] >= every["censored_milestones_overdue_at_snapshot"]
+    assert every["labelled_rows"] >= tested["labelled_rows"]
+    t = tested["target"]
+    assert t["coverage_labelled"] == pytest.approx(out["target"]["coverage"])
+    assert t["mae_labelled"] == pytest.approx(out["metrics"]["model"]["mae"])
+    low, high = t["coverage_bounds"]
+    share = tested["labelled_rows"] / t["rows"]
+    assert low == pytest.approx(t["coverage_labelled"] * share) and low < t["coverage_ipcw"] < high
+    # On this world the IPCW estimate came within 2.5 points of the true coverage (the simulator knows the open
+    # milestones' slips; training/censoring.py), and the weights stand for about every row.
+    assert abs(t["coverage_ipcw"] - 0.8) < 0.1 and t["mae_met_ipcw"], t
+    assert t["rows_the_weights_stand_for"] == pytest.approx(t["rows"], rel=0.1)
     # The parts of the test window, oldest first, hold every test row once and add up to the whole's figures.
-    parts = out["censoring"]["by_part"]
+    parts = c["by_part"]
     assert len(parts) == 4 and sum(p["rows"] for p in parts) == out["rows"]["test"]
+    assert sum(p["censored_rows"] for p in parts) == tested["censored_rows"]
     assert all(a["window"][1] <= b["window"][0] for a, b in zip(parts, parts[1:], strict=False))
     weighted = sum(p["coverage"] * p["rows"] for p in parts) / out["rows"]["test"]
     assert weighted == pytest.approx(out["target"]["coverage"])
     assert sum(p["mae"] * p["rows"] for p in parts) / out["rows"]["test"] == pytest.approx(
         out["metrics"]["model"]["mae"]
     )
+
+
+def test_open_milestones_get_the_rows_a_reached_one_would(sample_tables):
+    settings = Settings()
+    snapshot = latest_fact(sample_tables)
+    rows = open_milestone_rows(sample_tables, settings)
+    assert len(rows) and rows["actual_date"].isna().all() and (rows["as_of"] <= snapshot).all()
+    assert (rows["censored_at_days"] == (snapshot - rows["planned_date"]).dt.days).all()
+    days = (rows["planned_date"] - rows["as_of"]).dt.days
+    assert (days % settings.as_of_step_days == 0).all() and (days <= settings.as_of_lead_days).all()
+    band = np.where(days < 0, "overdue", np.where(days <= settings.near_days, "near", "ahead"))
+    assert not pd.Series(band).groupby(rows["milestone_id"].to_numpy()).value_counts().gt(1).any()
+    # With a fixed horizon, one row a milestone that many days before its plan, if it was open then.
+    fixed = open_milestone_rows(sample_tables, settings.model_copy(update={"horizon_days": 14}))
+    assert (fixed["planned_date"] - fixed["as_of"] == pd.Timedelta(days=14)).all()
+    assert fixed["milestone_id"].is_unique and (fixed["as_of"] <= snapshot).all()
+
+
+def test_product_limit_is_kaplan_meier():
+    # Times 1, 2, 2, 3, 4 with events at 1, 2 (once; the other 2 is censored) and 4.
+    events, survival = product_limit(np.array([1, 2, 2, 3, 4.0]), np.array([1, 1, 0, 0, 1], bool))
+    assert events.tolist() == [1, 2, 4]
+    assert survival == pytest.approx([4 / 5, 4 / 5 * 3 / 4, 0.0])
+    # Delayed entry: a row entered at 2.5 is not at risk at 1 or 2.
+    events, survival = product_limit(np.array([1, 2, 3.0]), np.array([1, 1, 0], bool), entry=np.array([0, 0, 2.5]))
+    assert survival == pytest.approx([1 / 2, 0.0])
+
+
+def test_censored_rows_bound_coverage_and_weigh_the_labelled_ones():
+    # Three labelled rows (slips 0, 10, 50; the last outside its range) and two censored (already 20 and 30 late):
+    # the range of the first ends below 20 (missed for certain), the second's reaches past 30 (undetermined).
+    labelled = pd.DataFrame({"slip_days": [0.0, 10, 50], "d": [5.0, 5, 5], "as_of": pd.Timestamp("2024-01-01")})
+    censored = pd.DataFrame({"censored_at_days": [20.0, 30], "d": [5.0, 5], "as_of": pd.Timestamp("2024-01-01")})
+    pred = {
+        "expected_slip_days": np.array([0, 10, 20, 5, 40.0]),
+        "lower_days": np.array([-5, 0, 0, 0, 0.0]),
+        "upper_days": np.array([5, 20, 40, 15, 60.0]),
+    }
+    judged = Judged.of(labelled, censored, "slip_days", "d", {"model": pred}, near_days=30)
+    s = judged.summary("model")
+    assert (s["labelled"], s["censored"], s["certainly_missed"], s["undetermined"]) == (3, 2, 1, 1)
+    assert (s["coverage_labelled"], s["coverage_min"], s["coverage_max"]) == pytest.approx((2 / 3, 2 / 5, 3 / 5))
+    assert s["mae_labelled"] == pytest.approx(10) and s["mae_at_least"] == pytest.approx((0 + 0 + 30 + 15 + 0) / 5)
+    # P(censoring time >= slip): 1 for slips 0 and 10; for 50, the two censorings at 20 and 30 came first.
+    assert judged.weight[:3] == pytest.approx([1, 1, 1 / (2 / 3 * 1 / 2)])
+    assert s["coverage_ipcw"] == pytest.approx(2 / 5) and s["weight_sum"] == pytest.approx(5)
 
 
 @pytest.mark.slow
@@ -183,20 +272,30 @@ def test_readme_real_data_commands_reproduce_the_table(tmp_path, monkeypatch):
     work = tmp_path / "main" / "eqsms_work"
     nyc = json.loads((work / "backtests" / "nyc-sca-delay.json").read_text())
     irish = json.loads((work / "backtests" / "field-forms-defect_risk.json").read_text())
+    every, tested = nyc["censoring"]["every_project"]["target"], nyc["censoring"]["tested_projects"]["target"]
     measured = {
         ("NYC SCA capital schedules", "MAE, days"): nyc["target"]["model"],
         ("NYC SCA capital schedules", "range coverage"): nyc["target"]["coverage"] * 100,
+        ("NYC SCA capital schedules", "range coverage, open phases included (IPCW)"): every["coverage_ipcw"] * 100,
+        ("NYC SCA capital schedules", "MAE, days, open phases included (IPCW)"): every["mae_ipcw"],
         ("Irish field forms", "ROC-AUC"): irish["target"]["model"],
         ("Irish field forms", "ROC-AUC, pooled"): irish["leave_one_project_out"]["target"]["model"],
     }
     stated = readme_results_table()
-    by_part = re.search(r"coverage is ([\d.]+)%, ([\d.]+)%, ([\d.]+)% and ([\d.]+)%", readme_section())
+    by_part = re.search(r"coverage is ([\d.]+)%,\s+([\d.]+)%,\s+([\d.]+)%\s+and\s+([\d.]+)%", readme_section())
     assert by_part, "README no longer states the NYC coverage by part of the test window"
     parts = nyc["censoring"]["by_part"]
     assert [float(v) for v in by_part.groups()] == pytest.approx([p["coverage"] * 100 for p in parts], abs=0.1)
     for key, value in measured.items():
         assert key in stated, f"README's table has no row {key}"
         assert stated[key] == pytest.approx(value, rel=0.02, abs=0.01), key
+    # The open phases (right-censored): the coverage bounds, every project's then the tested projects', as stated.
+    bounds = [float(v) for b in re.findall(r"between\s+([\d.]+)%\s+and\s+([\d.]+)%", readme_section()) for v in b]
+    assert bounds == pytest.approx([v * 100 for t in (every, tested) for v in t["coverage_bounds"]], abs=0.1)
+    adjusted = re.search(r"brings\s+the\s+tested\s+projects\s+to\s+([\d.]+)%\s+by\s+IPCW", readme_section())
+    assert adjusted, "README no longer states the coverage with the IPCW-weighted margin"
+    margin = nyc["censoring"]["ipcw_margin"]["tested_projects"]["coverage_ipcw"] * 100
+    assert float(adjusted.group(1)) == pytest.approx(margin, abs=0.1)
     # What the importers found, as the README and IMPORTERS.md say.
     nyc_report = json.loads((work / "real" / "nyc_sca" / "import_report.json").read_text())
     assert nyc_report["validation"]["tables"]["milestones"]["quarantined"] == 0

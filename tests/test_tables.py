@@ -14,6 +14,7 @@ from eqsms.settings import Settings, get_settings
 from features.datasets import build_dataset
 from features.families import Context
 from features.validate import load
+from training.evaluate import train_target
 from training.splits import time_split
 from training.tables import TableError, dataset_from_table
 
@@ -24,7 +25,7 @@ SAMPLE = get_settings().data_dir
 def tidy(tmp_path_factory):
     """The sample's defect-risk rows as a data scientist might hand them over: a row number for time, nullable
     text, a date column, a few rows without a label, an id column and a leftover copy of the label."""
-    frame = build_dataset("defect_risk", Context.build(load(SAMPLE).tables, Settings())).frame
+    frame = build_dataset("defect_risk", Context.build(load(SAMPLE).tables, Settings(horizon_days=14))).frame
     table = frame.drop(columns=["as_of"]).assign(
         row=np.arange(len(frame)),  # already in time order
         inspector=frame["region"].astype("string"),
@@ -101,3 +102,21 @@ def test_generate_writes_to_the_work_folder_unless_told(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "world" / "projects.csv").exists()
     assert {p.name: p.stat().st_mtime_ns for p in SAMPLE.iterdir()} == committed
+
+
+def test_a_small_table_gets_a_model_that_beats_the_simplest_baselines(tmp_path):
+    """Issue 10 §5: about 130 projects, one row each, the slip mostly set by the kind of project. With the
+    large-data defaults (20 rows a leaf, 100 a category) the model could not split on the kind and lost to the
+    training median (MAE 17.4 vs 16.8); its parameters now follow the rows (4.3)."""
+    rng = np.random.default_rng(3)
+    n = 130
+    size = rng.uniform(0, 1, n)
+    kind = rng.choice(["school", "bridge", "depot", "tunnel"], n)
+    slip = 20 * size + np.select([kind == "bridge", kind == "tunnel"], [45, 25], 0) + rng.normal(0, 6, n)
+    table = pd.DataFrame({"project": [f"P{i}" for i in range(n)], "week": np.arange(n), "size": size, "kind": kind})
+    path = tmp_path / "phases.csv"
+    table.assign(slip_days=slip).to_csv(path, index=False)
+    ds = dataset_from_table(path, "delay", "slip_days", "week", ["project"], Settings())
+    result = train_target(ds, Settings(work_dir=tmp_path))
+    mae = {name: values["mae"] for name, values in result.metrics.items()}
+    assert mae["model"] < 0.5 * min(mae["on_time"], mae["training_median"], mae["reference_class"])

@@ -27,7 +27,11 @@ def backtest(
     ] = None,
     split: Annotated[str, typer.Option(help="auto, project-time (each project on one side) or time")] = "auto",
     horizon_days: Annotated[
-        int | None, typer.Option(help="score each milestone this many days before its date; default: horizon_days")
+        int | None,
+        typer.Option(
+            help="score each milestone once, this many days before its planned date; default: settings' "
+            "horizon_days, else one row in each horizon band (ahead, near, overdue) on a weekly grid"
+        ),
     ] = None,
     lopo: Annotated[
         bool | None, typer.Option("--lopo/--no-lopo", help="leave-one-project-out too (default: at most 30 projects)")
@@ -109,26 +113,79 @@ def print_backtest(bt) -> None:
             highlight=False,
         )
     if bt.censoring:
-        c = bt.censoring
+        print_censoring(bt.censoring)
+
+
+def print_censoring(c: dict) -> None:
+    """The test rows with the milestones still open at the data's end (right-censored), per population."""
+    console.print(
+        f"censoring: {c['open_milestones']:,} milestones are open at the data's latest fact ({c['snapshot']}), "
+        f"{c['open_milestones_overdue_at_snapshot']:,} of them past their planned date: their slip is at least the "
+        "time since, a right-censored test row at each as_of a reached milestone would get",
+        highlight=False,
+    )
+    table = RichTable(title="range coverage and MAE with the open milestones (right-censored)")
+    for col in (
+        "test rows",
+        "labelled",
+        "censored",
+        "coverage: labelled",
+        "bounds",
+        "IPCW",
+        "MAE: labelled",
+        "IPCW",
+        "reference class IPCW",
+        "reduction",
+    ):
+        table.add_column(col, justify="left" if col == "test rows" else "right")
+    for name in ("tested_projects", "every_project"):
+        if name not in c:
+            continue
+        p, t = c[name], c[name]["target"]
+        table.add_row(
+            name.replace("_", " "),
+            f"{p['labelled_rows']:,}",
+            f"{p['censored_rows']:,}",
+            f"{t['coverage_labelled']:.1%}",
+            f"{t['coverage_bounds'][0]:.1%} .. {t['coverage_bounds'][1]:.1%}",
+            f"{t['coverage_ipcw']:.1%}",
+            f"{t['mae_labelled']:.1f}",
+            f"{t['mae_ipcw']:.1f}",
+            f"{t['reference_class_mae_ipcw']:.1f}",
+            f"{t['mae_reduction_ipcw']:+.1%}",
+        )
+    console.print(table)
+    if m := c.get("ipcw_margin"):
+        said = "; ".join(
+            f"{name.replace('_', ' ')}: coverage {p['coverage_ipcw']:.1%} IPCW, {p['coverage_labelled']:.1%} labelled, "
+            f"bounds {p['coverage_bounds'][0]:.1%} .. {p['coverage_bounds'][1]:.1%}, "
+            f"mean width {p['mean_width']:.0f} days"
+            for name, p in m.items()
+            if name in ("tested_projects", "every_project")
+        )
+        margin = m["margin_days"]
         console.print(
-            f"censoring: {c['with_actual_date']:,} of {c['milestones_planned_in_test_window']:,} milestones planned in "
-            "the test window have an actual date; the others are still open (many past their plan) and cannot be "
-            "judged",
+            f"with the range's margin refitted on IPCW-weighted calibration rows ({margin['as_fitted']:.1f} -> "
+            f"{margin['ipcw']:.1f} days; no test label used): {said}",
             highlight=False,
         )
-        parts = RichTable(title="test window by part, oldest first: what censoring does to the judged rows")
-        for col in ("as_of window", "rows", "share labelled", "mean slip", "MAE", "coverage"):
-            parts.add_column(col, justify="left" if col == "as_of window" else "right")
-        for part in c["by_part"]:
-            parts.add_row(
-                f"{part['window'][0]} .. {part['window'][1]}",
-                f"{part['rows']:,}",
-                f"{part['share_labelled']:.0%}",
-                f"{part['mean_slip_days']:.1f}",
-                f"{part['mae']:.1f}",
-                f"{part['coverage']:.1%}",
-            )
-        console.print(parts)
+    parts = RichTable(title="test window by part, oldest first: what censoring does to the judged rows")
+    for col in ("as_of window", "rows", "censored", "share labelled", "mean slip", "MAE", "coverage", "bounds", "IPCW"):
+        parts.add_column(col, justify="left" if col == "as_of window" else "right")
+    for part in c["by_part"]:
+        lo, hi = part["coverage_bounds"]
+        parts.add_row(
+            f"{part['window'][0]} .. {part['window'][1]}",
+            f"{part['rows']:,}",
+            f"{part['censored_rows']:,}",
+            f"{part['share_labelled']:.0%}",
+            f"{part['mean_slip_days']:.1f}",
+            f"{part['mae']:.1f}",
+            f"{part['coverage']:.1%}",
+            f"{lo:.1%} .. {hi:.1%}",
+            f"{part['coverage_ipcw']:.1%}",
+        )
+    console.print(parts)
 
 
 def _target_line(what: str, t: dict) -> str:

@@ -25,16 +25,32 @@ ONE_THREAD = {"num_threads": 1}
 
 @dataclass
 class Calibrator:
-    """Maps a raw probability onto a calibrated one: isotonic (step points) or sigmoid (Platt on the logit)."""
+    """Maps a raw probability onto a calibrated one.
 
-    method: str  # "isotonic" | "sigmoid" | "identity"
-    x: list[float] = field(default_factory=list)
-    y: list[float] = field(default_factory=list)
+    - ``logit_spline`` (what training fits, ``training.calibration``): piecewise linear on the logit scale through
+      the knots, ``x`` (raw) and ``y`` (calibrated) as logits, on beyond them with ``slope_below`` / ``slope_above``;
+      strictly increasing, so it keeps the booster's order and its ranking metrics. Logits, not probabilities: a
+      knot's calibrated probability can be too close to 0 or 1 for a float to hold.
+    - ``isotonic`` (bundles before issue 10 §4): step points, linearly interpolated and clipped at the ends.
+    - ``sigmoid`` (Platt on the logit: slope ``a``, intercept ``b``); ``identity``.
+    """
+
+    method: str  # "logit_spline" | "isotonic" | "sigmoid" | "identity"
+    x: list[float] = field(default_factory=list)  # isotonic: raw probabilities; logit_spline: raw logits
+    y: list[float] = field(default_factory=list)  # the calibrated value at each x, on the same scale
     a: float = 1.0
     b: float = 0.0
+    slope_below: float = 0.0  # logit_spline: logit per logit below the first knot and above the last
+    slope_above: float = 0.0
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype="float64")
+        if self.method == "logit_spline":
+            z, kx, ky = self.logit(raw), np.asarray(self.x), np.asarray(self.y)
+            out = np.interp(z, kx, ky)
+            out = np.where(z < kx[0], ky[0] + self.slope_below * (z - kx[0]), out)
+            out = np.where(z > kx[-1], ky[-1] + self.slope_above * (z - kx[-1]), out)
+            return self.expit(out)
         if self.method == "isotonic":
             return np.interp(raw, self.x, self.y)  # what sklearn's IsotonicRegression.predict does
         if self.method == "sigmoid":
@@ -43,7 +59,23 @@ class Calibrator:
         return raw
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
+        out = {"method": self.method, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
+        if self.method == "logit_spline":  # the older methods' dicts stay as they were
+            out.update(slope_below=self.slope_below, slope_above=self.slope_above)
+        return out
+
+    @staticmethod
+    def logit(p) -> np.ndarray:
+        """log(p / (1 - p)), finite for every probability: 0 and 1 are taken as the nearest floats inside (0, 1)."""
+        p = np.clip(np.asarray(p, dtype="float64"), np.finfo("float64").tiny, np.nextafter(1.0, 0.0))
+        return np.log(p) - np.log1p(-p)
+
+    @staticmethod
+    def expit(z) -> np.ndarray:
+        """1 / (1 + exp(-z)) without overflow."""
+        z = np.asarray(z, dtype="float64")
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @dataclass

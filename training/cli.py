@@ -127,4 +127,4 @@ def promote_cmd(
     settings = get_settings()
     client = configure(settings)
     for name in all_targets(model):
-        console.print(promote(client, name, settings.promotion_tolerance).summary())
+        console.print(promote(client, name, settings.promotion_tolerance, settings.baseline_tolerance).summary())

@@ -18,7 +18,7 @@ from training import metrics
 from training.baselines import reference_keys
 from training.bundle import ModelBundle
 from training.kinds import strategy
-from training.splits import Split, folds_before, share_note, split_time, time_split
+from training.splits import Split, folds_before, share_note, split_time_of, time_split
 
 
 class TooFewRows(ValueError):
@@ -37,6 +37,8 @@ class TrainResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test predictions, for the plots
     notes: list[str] = field(default_factory=list)  # what a reviewer must know before trusting the metrics
     bands: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # horizon band -> name -> metrics
+    out_of_fold: list[dict[str, np.ndarray]] = field(default_factory=list)  # calibration evidence, see refit
+    evaluated: ModelBundle | None = None  # after refit_on_all_rows: the model the metrics were measured on
 
 
 def _fit_and_score(spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> tuple[ModelBundle, dict]:
@@ -100,7 +102,7 @@ def train_target(
     that also keeps each project's rows on one side, or leave-one-project-out folds).
     """
     spec, split_given = ds.spec, split
-    when = split_time(ds.frame["as_of"], ds.frame[spec.row_id])
+    when = split_time_of(ds)
     split = split or time_split(when, settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
         sizes = ", ".join(f"{len(idx)} {part}" for part, idx in split.parts().items())
@@ -124,8 +126,11 @@ def train_target(
         folds, skipped = folds_before(when, split, settings.backtest_folds)
     else:
         folds = backtest_splits
+    strat = strategy(spec.kind)
+    out_of_fold = [strat.evidence(spec, bundle, ds, split.test)]
     for k, fold in enumerate(folds, start=1):
-        _, fold_pred = _fit_and_score(spec, ds, fold, settings)
+        fold_bundle, fold_pred = _fit_and_score(spec, ds, fold, settings)
+        out_of_fold.append(strat.evidence(spec, fold_bundle, ds, fold.test))
         window = fold.windows(ds.frame["as_of"])["test"]
         backtest.append({"fold": k, "window": window, "test_rows": len(fold.test)})
         backtest[-1].update(_score(spec, ds, fold.test, fold_pred))
@@ -148,7 +153,30 @@ def train_target(
         notes.append(note)
     notes += skipped
     result = TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
-    result.bands = bands
+    result.bands, result.out_of_fold = bands, out_of_fold
+    return result
+
+
+def refit_on_all_rows(ds: Dataset, result: TrainResult, settings: Settings) -> TrainResult:
+    """The model to register learns from every labelled row, the latest ones most like tomorrow included.
+
+    Its boosters grow on all rows the number of trees early stopping chose for the evaluated model; its calibrator
+    and conformal margins are cross-fitted: fitted on out-of-fold predictions, each row scored by a model that
+    learned only from rows before it (the rolling-origin folds' test rows and the main test rows). The metrics stay
+    those of the evaluated model (``result.evaluated``), measured on rows it never saw.
+    """
+    from training.models import concat_evidence, rounds_of
+
+    spec, strat, evaluated = ds.spec, strategy(ds.spec.kind), result.bundle
+    rounds = rounds_of(evaluated)
+    final = strat.boosters(spec, ds, np.arange(len(ds.frame)), settings, rounds)
+    evidence = concat_evidence(result.out_of_fold)
+    final = strat.calibrate(final, evidence, settings)
+    out_of_fold_rows = len(next(iter(evidence.values())))
+    refit = {"rows": len(ds.frame), "trees": rounds, "calibrated_on_out_of_fold_rows": out_of_fold_rows}
+    final.meta = {**evaluated.meta, **final.meta, "refit": refit}
+    final.meta["feature_ranges"] = feature_ranges(ds.frame[ds.feature_columns])
+    result.evaluated, result.bundle = evaluated, final
     return result
 
 
@@ -183,6 +211,13 @@ def band_results(
 MIN_TEST_ROWS = 100  # fewer, and a test metric says little
 
 
+def too_few_to_judge(spec: TargetSpec, test_rows: pd.DataFrame) -> list[str]:
+    """Why the test rows are too few to judge a model by (none, when they suffice)."""
+    few = len(test_rows) < MIN_TEST_ROWS
+    notes = [f"only {len(test_rows)} test rows: too few to judge the model by"] if few else []
+    return notes + strategy(spec.kind).too_few_to_judge(spec, test_rows)
+
+
 def judgement_notes(
     spec: TargetSpec, results: dict[str, dict[str, float]], test_rows: pd.DataFrame, keys: list[list[str]]
 ) -> list[str]:
@@ -190,9 +225,7 @@ def judgement_notes(
     notes = []
     if not keys:
         notes.append("the reference class has no grouping column (no milestone kind or project type): it is one rate")
-    if len(test_rows) < MIN_TEST_ROWS:
-        notes.append(f"only {len(test_rows)} test rows: too few to judge the model by")
-    notes += strategy(spec.kind).too_few_to_judge(spec, test_rows)
+    notes += too_few_to_judge(spec, test_rows)
     metric, ours = spec.headline, results["model"].get(spec.headline, float("nan"))
     for name, values in results.items():
         theirs = values.get(metric, float("nan"))

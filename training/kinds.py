@@ -23,7 +23,7 @@ from features.targets import CLASSIFIER, SLIP, TargetSpec, horizon_band
 from training import metrics
 from training.baselines import Linear, ReferenceClass, reference_keys
 from training.bundle import ONE_THREAD
-from training.splits import Split
+from training.splits import Split, split_time_of
 
 if TYPE_CHECKING:
     from features.datasets import Dataset
@@ -50,11 +50,28 @@ class Classifier:
 
     # ------------------------------------------------------------------------------------------------- fitting
     def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
-        from training.models import fit_classifier
+        """Boosters on the training rows, calibrated on the calibration rows."""
+        bundle = self.boosters(spec, ds, split.train, settings)
+        return self.calibrate(bundle, self.evidence(spec, bundle, ds, split.calibration), settings)
 
-        X, y = ds.frame[ds.feature_columns], ds.frame[spec.label].to_numpy()
-        Xtr, Xcal = X.iloc[split.train], X.iloc[split.calibration]
-        return fit_classifier(spec.name, Xtr, y[split.train], Xcal, y[split.calibration], settings)
+    def boosters(self, spec, ds, rows: np.ndarray, settings: Settings, rounds: dict | None = None) -> ModelBundle:
+        from training.models import classifier_boosters
+
+        rows = in_split_order(ds, rows)
+        X, y = ds.frame[ds.feature_columns].iloc[rows], ds.frame[spec.label].to_numpy()[rows]
+        return classifier_boosters(spec.name, X, y, settings, rounds)
+
+    def evidence(self, spec: TargetSpec, bundle: ModelBundle, ds: Dataset, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """What calibration needs from ``rows``, which ``bundle``'s boosters did not learn from."""
+        from training.models import classifier_evidence
+
+        frame = ds.frame.iloc[rows]
+        return classifier_evidence(bundle, frame[ds.feature_columns], frame[spec.label].to_numpy())
+
+    def calibrate(self, bundle: ModelBundle, evidence: dict[str, np.ndarray], settings: Settings) -> ModelBundle:
+        from training.models import calibrate_classifier
+
+        return calibrate_classifier(bundle, evidence)
 
     def outputs(self, bundle: ModelBundle, X) -> dict[str, np.ndarray]:
         return {"probability": bundle.calibrator(bundle.booster.predict(X, **ONE_THREAD))}
@@ -140,30 +157,50 @@ class SlipModel:
 
     # ------------------------------------------------------------------------------------------------- fitting
     def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
-        from training.models import fit_slip
+        """Boosters on the training rows; the late calibrator and the range's margins on the calibration rows."""
+        bundle = self.boosters(spec, ds, split.train, settings)
+        return self.calibrate(bundle, self.evidence(spec, bundle, ds, split.calibration), settings)
 
-        X = ds.frame[ds.feature_columns]
-        slip, late = ds.frame[spec.label].to_numpy(), ds.frame["late"].to_numpy()
-        tr, cal = split.train, split.calibration
+    def boosters(self, spec, ds, rows: np.ndarray, settings: Settings, rounds: dict | None = None) -> ModelBundle:
+        from training.models import slip_boosters
+
+        frame = ds.frame.iloc[in_split_order(ds, rows)]
         clock = spec.time_to_plan if spec.time_to_plan in ds.feature_columns else None
-        args = (X.iloc[tr], slip[tr], late[tr], X.iloc[cal], slip[cal], late[cal], settings)
-        return fit_slip(spec.name, *args, time_to_plan=clock)
+        slip, late = frame[spec.label].to_numpy(), frame["late"].to_numpy()
+        return slip_boosters(spec.name, frame[ds.feature_columns], slip, late, settings, clock, rounds)
+
+    def evidence(self, spec: TargetSpec, bundle: ModelBundle, ds: Dataset, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """What calibration needs from ``rows``, which ``bundle``'s boosters did not learn from."""
+        from training.models import slip_evidence
+
+        frame = ds.frame.iloc[rows]
+        return slip_evidence(bundle, frame[ds.feature_columns], frame[spec.label].to_numpy(), frame["late"].to_numpy())
+
+    def calibrate(self, bundle: ModelBundle, evidence: dict[str, np.ndarray], settings: Settings) -> ModelBundle:
+        from training.models import calibrate_slip
+
+        return calibrate_slip(bundle, evidence, settings)
 
     def outputs(self, bundle: ModelBundle, X) -> dict[str, np.ndarray]:
+        return self.with_margin(bundle, X, None)
+
+    def with_margin(self, bundle: ModelBundle, X, margin: float | None) -> dict[str, np.ndarray]:
         """The slip still to come (the boosters) on top of the delay already incurred, never below what the
         ``as_of`` already tells: a milestone not reached by ``as_of`` slips at least ``as_of - planned``, and once
-        that is past the tolerance it is late for certain."""
+        that is past the tolerance it is late for certain. The range is widened by ``margin`` days each side, or by
+        the bundle's conformal margin (its horizon band's) when None."""
         from training.models import incurred_delay, time_to_plan_days
 
         days = time_to_plan_days(bundle.meta, X, bundle.features)
         incurred = incurred_delay(days, len(X))
         further = bundle.booster.predict(X, **ONE_THREAD)
-        margin = self._margins(bundle, days)
+        margin = self._margins(bundle, days) if margin is None else margin
+        late = bundle.late.predict(X, **ONE_THREAD)
         pred = {
             "expected_slip_days": incurred + further,
             "lower_days": incurred + np.minimum(bundle.lower.predict(X, **ONE_THREAD), further) - margin,
             "upper_days": incurred + np.maximum(bundle.upper.predict(X, **ONE_THREAD), further) + margin,
-            "late_probability": bundle.calibrator(bundle.late.predict(X, **ONE_THREAD)),
+            "late_probability": bundle.calibrator(late) if bundle.calibrator else late,  # raw until calibrated
         }
         if days is None:
             return pred
@@ -280,6 +317,13 @@ class SlipModel:
             "coverage_met": bool(off <= COVERAGE_POINTS),
             "met": bool(reduction >= MAE_REDUCTION and off <= COVERAGE_POINTS),
         }
+
+
+def in_split_order(ds: Dataset, rows: np.ndarray) -> np.ndarray:
+    """``rows`` ordered by their split time (``training.splits.split_time``): the latest part that early stopping
+    holds out then takes whole milestones, never a later as_of of a milestone the boosters learn from."""
+    when = split_time_of(ds).to_numpy()[rows]
+    return rows[np.argsort(when, kind="stable")]
 
 
 def at_least_incurred(pred: dict[str, np.ndarray], days_to_plan: np.ndarray, tolerance: float) -> dict:

@@ -23,7 +23,7 @@ from features.datasets import (
 from features.families import Context
 from features.targets import TARGETS, TargetUnavailable, band_texts, target
 from training import report
-from training.evaluate import TrainResult, train_target
+from training.evaluate import TrainResult, refit_on_all_rows, train_target
 from training.kinds import strategy
 from training.tracking import Decision, Registered, configure, log_training, promote
 
@@ -87,6 +87,7 @@ TRAINING_KEYS = (
     "max_depth",
     "min_child_samples",
     "early_stopping_rounds",
+    "refit_on_all_rows",
     "seed",
     "horizon_days",
     "late_tolerance_days",
@@ -98,6 +99,7 @@ def params_of(result: TrainResult, settings: Settings) -> dict:
     b = result.bundle
     out = {k: getattr(settings, k) for k in TRAINING_KEYS}
     out["num_leaves"] = settings.num_leaves_by_model.get(result.target, settings.num_leaves)
+    out.update({f"tuned.{k}": v for k, v in settings.tuned_params.get(result.target, {}).items()})  # over the above
     out.update(
         {
             "n_features": len(b.features),
@@ -122,12 +124,15 @@ def tags_of(result: TrainResult, ds: Dataset, source: str) -> dict:
 
 
 def training_identity(ds: Dataset, settings: Settings, commit: str | None) -> str:
-    """What makes two trainings the same: the dataset's fingerprint, the training parameters, the code's commit."""
+    """What makes two trainings the same: the dataset's fingerprint, the training parameters (with the ones
+    ``eqsms train --tune`` chose for this target), the code's commit."""
     same = {
         "dataset": ds.fingerprint,
         "settings": {k: getattr(settings, k) for k in (*TRAINING_KEYS, "num_leaves_by_model", "delay_objective")},
         "commit": commit,
     }
+    if tuned := settings.tuned_params.get(ds.target):  # an untuned training keeps the identity it had
+        same["settings"]["tuned_params"] = tuned
     return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -152,11 +157,14 @@ def run_target(
         said = f"unchanged: version {version} learned this dataset with these parameters (--force to train again)"
         return Outcome(name, skipped=said)
     result = train_target(ds, settings, oracle)
+    if settings.refit_on_all_rows:
+        result = refit_on_all_rows(ds, result, settings)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = evidence(result, ds, Path(tmp), commit)
         tags = {**tags_of(result, ds, source), "training.identity": identity, "git_commit": commit or "unknown"}
         registered = log_training(result, ds, settings, client, params_of(result, settings), tags, artifacts)
-    decision = promote(client, registered.target, settings.promotion_tolerance) if gate else None
+    tolerances = settings.promotion_tolerance, settings.baseline_tolerance
+    decision = promote(client, registered.target, *tolerances) if gate else None
     return Outcome(registered.target, result, registered, decision)
 
 

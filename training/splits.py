@@ -40,6 +40,11 @@ def split_time(as_of: pd.Series, ids: pd.Series) -> pd.Series:
     return as_of.groupby(ids.to_numpy(), sort=False).transform("max")
 
 
+def split_time_of(ds) -> pd.Series:
+    """:func:`split_time` of a dataset's rows, by its first id column (a row is its own group without ids)."""
+    return split_time(ds.frame["as_of"], ds.frame[ds.id_columns[0]]) if ds.id_columns else ds.frame["as_of"]
+
+
 def _window(as_of: pd.Series) -> list[str]:
     return [moment(as_of.min()), moment(as_of.max())] if len(as_of) else []
 

@@ -26,12 +26,20 @@ from mlflow.models import infer_signature
 from eqsms.settings import REPO_ROOT, Settings
 from features.datasets import Dataset
 from features.targets import target
-from training import metrics
+from training import metrics, pyfunc
 from training.bundle import ModelBundle
-from training.evaluate import TrainResult, score_rows
+from training.evaluate import TrainResult, score_rows, too_few_to_judge
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-PIP_REQUIREMENTS = ["lightgbm==4.7.0", "pandas==3.1.1", "numpy>=2.4,<2.5", "scikit-learn==1.9.1"]
+# The logged model's environment: what its pyfunc imports (training.pyfunc ships our code; eqsms.settings: pydantic).
+PIP_REQUIREMENTS = [
+    "lightgbm==4.7.0",
+    "pandas==3.1.1",
+    "numpy>=2.4,<2.5",
+    "scikit-learn==1.9.1",
+    "pydantic>=2.7",
+    "pydantic-settings>=2.3",
+]
 
 
 def configure(settings: Settings) -> MlflowClient:
@@ -79,6 +87,8 @@ def flat_metrics(result: TrainResult) -> dict[str, float]:
     """Every number of a training, as MLflow metric names (``model.roc_auc``, ``backtest.fold2.mae``, ...)."""
     out = {f"{who}.{name}": value for who, values in result.metrics.items() for name, value in values.items()}
     out.update({f"lift.{name}": value for name, value in result.lifts.items()})
+    for band, named in result.bands.items():
+        out.update({f"band.{band}.{who}.{k}": v for who, values in named.items() for k, v in values.items()})
     for fold in result.backtest:
         out.update(
             {
@@ -133,25 +143,18 @@ def log_training(
         mlflow.log_params(params)
         mlflow.set_tags(tags)  # the caller's, with the git commit it trained at
         mlflow.log_metrics(flat_metrics(result))
-        mlflow.log_dict({"backtest": result.backtest, "lifts": result.lifts, **bundle.meta}, "evaluation.json")
+        evaluation = {"backtest": result.backtest, "lifts": result.lifts, "bands": result.bands, **bundle.meta}
+        mlflow.log_dict(evaluation, "evaluation.json")
         for path in artifacts:
             mlflow.log_artifact(str(path))
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "test_rows.parquet"
             result.test_rows.to_parquet(rows, index=False)
             mlflow.log_artifact(str(rows))
-            example = bundle.frame(result.test_rows.head(5))
-            info = mlflow.lightgbm.log_model(
-                bundle.booster,
-                name="model",
-                signature=infer_signature(example, bundle.score(example)),
-                input_example=example,
-                pip_requirements=PIP_REQUIREMENTS,
-                extra_files=[str(p) for p in bundle.write_extras(Path(tmp) / "extras")],
-                # MLflow checks the example through pyfunc, which cannot score pandas categoricals (DESIGN.md);
-                # serving loads the native flavor, and the tests score the logged model that way.
-                validate_serving_input=False,
-            )
+            # One model, two flavors: the native booster with bundle.json and the extra boosters (what serving
+            # loads), and a python_function whose predict gives the calibrated outputs (training.pyfunc).
+            extras = bundle.write_extras(Path(tmp) / "extras")
+            info = pyfunc.log_model(bundle, result.test_rows, extras, PIP_REQUIREMENTS)
     version = mlflow.register_model(info.model_uri, name)
     client.set_model_version_tag(name, version.version, "target", result.target)  # the gate judges by its spec
     if "training.identity" in tags:
@@ -199,7 +202,7 @@ class Decision:
     champion_value: float | None = None
 
     def summary(self) -> str:
-        verb = "promoted" if self.promoted else "kept the champion"
+        verb = "promoted" if self.promoted else "kept the champion" if self.champion_before else "no champion"
         values = ""
         if self.champion_value is not None:
             values = (
@@ -209,36 +212,66 @@ class Decision:
         return f"{self.target}: {verb}: {self.reason}{values}"
 
 
-def promote(client: MlflowClient, name: str, tolerance: float) -> Decision:
-    """Move ``@champion`` to ``@challenger`` if the challenger is no worse on the challenger's test rows.
+def promote(client: MlflowClient, name: str, tolerance: float, baseline_tolerance: float = 0.0) -> Decision:
+    """Move ``@champion`` to ``@challenger`` if the challenger beats its baselines and is no worse than the champion.
 
-    Both models score the very same rows (logged with the challenger's run); the first model becomes champion.
-    The decision and both values are logged to the challenger's run and set as tags on its version.
+    The challenger is judged by the test metric it logged: measured on its test rows by the model fitted before
+    them (the registered one is refit on every row, those included). It must be no worse than the reference class
+    and the linear baseline on those rows (within ``baseline_tolerance``), the first model too, unless the rows are
+    too few to judge by (then it says so). The champion scores the very same rows (logged with the challenger's
+    run). The decision and both values are logged to the challenger's run and set as tags on its version.
     """
     challenger = alias_version(client, name, CHALLENGER)
     champion = alias_version(client, name, CHAMPION)
     if challenger is None:
         return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, "")
+    if champion == challenger:
+        return Decision(name, False, "the challenger already is the champion", challenger, champion, "")
     # A registered model is judged by its target's metric (a prepared table's model has a name of its own).
     version = client.get_model_version(name, challenger)
-    metric = target(version.tags.get("target", name)).headline
-    if champion is None:
-        decision = Decision(name, True, "first model", challenger, None, metric)
-    elif champion == challenger:
-        return Decision(name, False, "the challenger already is the champion", challenger, champion, metric)
-    else:
-        rows = pd.read_parquet(
-            mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
-        )
+    spec = target(version.tags.get("target", name))
+    metric, logged = spec.headline, client.get_run(version.run_id).data.metrics
+    tested = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
+    rows = pd.read_parquet(tested)
+    new = logged.get(f"model.{metric}")
+    if new is None:  # logged before the gate read the test metric: the registered model was the one tested
         new = gate_metric(load_bundle(f"models:/{name}/{challenger}"), rows)
-        old = gate_metric(load_bundle(f"models:/{name}/{champion}"), rows)
-        better = new >= old - tolerance if metric in metrics.HIGHER_IS_BETTER else new <= old + tolerance
-        reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
-        decision = Decision(name, better, reason, challenger, champion, metric, new, old)
+    if not (refused := _beaten_by_a_baseline(spec, logged, new, baseline_tolerance, rows)):
+        if champion is None:
+            few = too_few_to_judge(spec, rows)
+            reason = "first model" + (f" ({few[0]}; not judged against the baselines)" if few else "")
+            decision = Decision(name, True, reason, challenger, None, metric, new)
+        else:
+            old = gate_metric(load_bundle(f"models:/{name}/{champion}"), rows)
+            better = _no_worse(new, old, metric, tolerance)
+            reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
+            decision = Decision(name, better, reason, challenger, champion, metric, new, old)
+    else:
+        decision = Decision(name, False, refused, challenger, champion, metric, new)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger)
     _record(client, decision)
     return decision
+
+
+def _no_worse(new: float, old: float, metric: str, tolerance: float) -> bool:
+    return new >= old - tolerance if metric in metrics.HIGHER_IS_BETTER else new <= old + tolerance
+
+
+def _beaten_by_a_baseline(spec, logged: dict, value: float, tolerance: float, rows: pd.DataFrame) -> str | None:
+    """Why the challenger is refused for doing worse than the reference class or the linear baseline on its own
+    test rows; None when it does not, or when the rows are too few to tell."""
+    from training.kinds import strategy
+
+    if too_few_to_judge(spec, rows):
+        return None
+    metric = spec.headline
+    for who in ("reference_class", strategy(spec.kind).linear):
+        theirs = logged.get(f"{who}.{metric}")
+        if theirs is not None and not _no_worse(value, theirs, metric, tolerance):
+            said = who.replace("_", " ")
+            return f"refused: worse than {said} on its own test rows ({metric} {value:.4f} vs {theirs:.4f})"
+    return None
 
 
 def _record(client: MlflowClient, d: Decision) -> None:
