@@ -664,8 +664,7 @@ def test_cli_validate_exit_codes(tmp_path):
 
 def test_every_injected_fault_of_a_dirty_world_is_found(tmp_path):
     """A fault in a required column, a key or a reference quarantines its row; one in an optional column is a cell
-    set missing. The manifest's cascade rows (children of a project given a fault) stay: every project fault the
-    generator injects is in an optional column."""
+    set missing."""
     from world import generate_world
 
     out = tmp_path / "dirty"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from features.contract import TABLES, Error, Kind
 
-PROJECT_FAULT_SHARE = 0.2  # projects get faults at this share of the dirty rate (each rejects its children)
+PROJECT_FAULT_SHARE = 0.2  # projects get faults at this share of the dirty rate (optional columns: cells set missing)
 BAD_DATES = ("2021-13-45", "31/02/2021", "n/a")
 BAD_TIMES = ("2021-13-45T10:00:00", "31/02/2021 10:00", "n/a")
 # Which faults each table gets (the projects table gets none on project_id: see inject_faults).
@@ -133,16 +133,7 @@ def _inject_table(
             "cause": "injected",
         }
     )
-    cascade = pd.DataFrame(
-        {
-            "table": table,
-            "row": row_of[np.flatnonzero(exclude)],
-            "column": "project_id",
-            "error": str(Error.UNKNOWN_PROJECT),
-            "cause": "cascade",
-        }
-    )
-    return dirty, pd.concat([manifest, cascade], ignore_index=True)
+    return dirty, manifest
 
 
 def inject_faults(
@@ -151,10 +142,9 @@ def inject_faults(
     """Realistic faults in about ``rate`` of the rows of each table (CSV string frames), and their manifest.
 
     The manifest has one row a faulty data record: ``table, row`` (1-based, header excluded, in the dirty file),
-    ``column``, ``error`` (a ``features.contract.Error`` code) and ``cause``: ``injected`` for a fault put there,
-    ``cascade`` for a child row whose project row was given a fault (the validator rejects the project, and then
-    the child as ``unknown_project``). Projects get faults at a fifth of the rate and never on project_id; rows of
-    their children get no injected fault of their own and are never copied as duplicates.
+    ``column``, ``error`` (a ``features.contract.Error`` code) and ``cause`` (``injected``). Projects get faults at a
+    fifth of the rate, only in optional columns (the validator sets those cells missing and keeps the project and
+    its children); rows of their children get no injected fault of their own and are never copied as duplicates.
     """
     if not 0 <= rate < 1:
         raise ValueError("dirty must be in [0, 1)")
