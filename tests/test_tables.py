@@ -120,3 +120,6 @@ def test_a_small_table_gets_a_model_that_beats_the_simplest_baselines(tmp_path):
     result = train_target(ds, Settings(work_dir=tmp_path))
     mae = {name: values["mae"] for name, values in result.metrics.items()}
     assert mae["model"] < 0.5 * min(mae["on_time"], mae["training_median"], mae["reference_class"])
+    # No milestone kind or project type: the reference class is one number, so the stated fallback is the linear one.
+    assert result.reference == "linear_regression"
+    assert any("judge the model against linear regression instead" in note for note in result.notes)

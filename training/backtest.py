@@ -239,9 +239,13 @@ def bootstrap_gain(spec: TargetSpec, result: TrainResult, seed: int, n: int = BO
     return [float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))]
 
 
-def target_check(spec: TargetSpec, result_metrics: dict[str, dict[str, float]], settings: Settings) -> dict:
-    """Issue 5's target for the model, with the numbers and whether it is met."""
-    return strategy(spec.kind).target_check(result_metrics["model"], result_metrics["reference_class"], settings)
+def target_check(
+    spec: TargetSpec, result_metrics: dict[str, dict], settings: Settings, reference: str = "reference_class"
+) -> dict:
+    """Issue 5's target for the model against ``reference`` (the reference class, or the linear baseline when the
+    reference class has no grouping column and is one rate), with the numbers and whether it is met."""
+    found = strategy(spec.kind).target_check(result_metrics["model"], result_metrics[reference], settings)
+    return {**found, "judged_against": reference}
 
 
 def _pooled(spec: TargetSpec, folds: list[tuple[str, TrainResult]]) -> dict[str, dict[str, float]]:
@@ -593,7 +597,7 @@ def run_backtest(
             **{name: int(project.iloc[idx].nunique()) for name, idx in split.parts().items()},
         },
         target={
-            **target_check(spec, result.metrics, settings),
+            **target_check(spec, result.metrics, settings, result.reference),
             "gain_ci95": bootstrap_gain(spec, result, settings.seed),
         },
         windows=split.windows(ds.frame["as_of"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,17 @@ def train(
     registry_name: Annotated[
         str | None, typer.Option("--name", help="with --dataset: the registry name (default: from the file name)")
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune", help="first search LightGBM's parameters (Optuna), judged on the backtest folds, not the test"
+        ),
+    ] = False,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(help="with --tune: minutes of search for all the models, shared in turn (default: settings)"),
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="with --tune: at most this many trials a model")] = None,
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     from features.cli import load_or_exit
@@ -49,6 +61,12 @@ def train(
     from training.tracking import configure
 
     settings = get_settings()
+    if not tune and (budget_minutes is not None or trials is not None):
+        fail("--budget-minutes and --trials", "they go with --tune")
+    if budget_minutes is not None and not budget_minutes > 0:
+        fail("cannot tune", f"--budget-minutes must be above 0, not {budget_minutes:g}")
+    if trials is not None and trials < 1:
+        fail("cannot tune", f"--trials must be at least 1, not {trials}")
     if dataset is not None:
         if model == "all" or not target or not time_column:
             raise typer.BadParameter("--dataset needs --model (one target), --target and --time-column")
@@ -74,17 +92,26 @@ def train(
         oracle, source = read_oracle(data_dir), str(data_dir)
     client = configure(settings)
     console.print(f"MLflow store: {settings.tracking_uri}", soft_wrap=True)
-    outcomes = []
+    outcomes, searches = [], {}
+    trainable = [name for name, ds in datasets.items() if not isinstance(ds, str)]
+    budget = Budget((budget_minutes or settings.tune_budget_minutes) * 60, trainable)
     for name, ds in datasets.items():
         if isinstance(ds, str):
             console.print(f"[yellow]{name}[/]: skipped, {ds}")
             outcomes.append(Outcome(name, skipped=ds))
             continue
-        with console.status(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)"):
-            try:
-                outcome = run_target(ds, settings, oracle, source, promote, client, force)
-            except TooFewRows as err:
-                fail(f"cannot train {name}", err)
+        target_settings = settings
+        try:
+            if tune:
+                target_settings, searches[name] = _tune(name, ds, settings, budget, trials)
+            with console.status(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)"):
+                outcome = run_target(ds, target_settings, oracle, source, promote, client, force)
+        except TooFewRows as err:
+            fail(f"cannot train {name}", err)
+        if searches.get(name) and outcome.registered:
+            from training.tune import log_search
+
+            log_search(client, outcome.registered.run_id, searches[name])
         if outcome.skipped:
             console.print(f"[yellow]{name}[/]: {outcome.skipped}", highlight=False, soft_wrap=True)
             outcomes.append(outcome)
@@ -108,6 +135,49 @@ def train(
         for row in by_band:
             table.add_row(*row)
         console.print(table)
+    if chosen := {name: found.chosen for name, found in searches.items() if found and found.improved}:
+        again = json.dumps({**settings.tuned_params, **chosen}, separators=(",", ":"))
+        console.print(f"to train with these parameters without a search: EQSMS_TUNED_PARAMS='{again}'", soft_wrap=True)
+
+
+class Budget:
+    """`--budget-minutes` shared by the models in turn: each may search what is left over the models left."""
+
+    def __init__(self, seconds: float, names: list[str]):
+        self.left, self.names = seconds, list(names)
+
+    def share(self, name: str) -> float:
+        waiting = self.names[self.names.index(name) :] if name in self.names else [name]
+        return max(self.left, 0.0) / len(waiting)
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+
+def _tune(name: str, ds, settings, budget: Budget, trials: int | None):
+    """Search ``ds``'s parameters within its share of the budget; the settings to train with, and the search
+    (None when the folds cannot judge parameters: the model trains with the defaults)."""
+    from training.tune import TuneError, tuned_settings
+    from training.tune import tune as search
+
+    seconds, most = budget.share(name), trials or settings.tune_trials
+    said = f"{name}: tuning ({seconds / 60:.1f} min, {most} trials at most; {len(ds.frame):,} rows)"
+    with console.status(said) as status:
+        try:
+            found = search(ds, settings, seconds / 60, most, progress=lambda line: status.update(f"{said}: {line}"))
+        except TuneError as err:
+            console.print(f"[yellow]{name}[/]: not tuned: {err}", highlight=False, soft_wrap=True)
+            return settings, None
+    budget.spend(found.seconds)
+    fmt = "{:.4f}".format
+    head = f"{name}: {found.trials} trials in {found.seconds / 60:.1f} min, fold {found.metric}"
+    if not found.improved:
+        console.print(f"{head} {fmt(found.default_score)}: no trial beat the defaults; trained with them")
+        return settings, found
+    console.print(f"{head} {fmt(found.default_score)} with the defaults, {fmt(found.chosen_score)} with:")
+    console.print("  " + ", ".join(f"{k}={v}" for k, v in found.chosen.items()) + " (logged as tuned.*)")
+    console.print(f"[yellow]{name}[/]: the backtest folds chose these parameters: only the test rows judge them unseen")
+    return tuned_settings(settings, found), found
 
 
 def _names(listed: str) -> list[str]:

@@ -39,6 +39,7 @@ class TrainResult:
     bands: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # horizon band -> name -> metrics
     out_of_fold: list[dict[str, np.ndarray]] = field(default_factory=list)  # calibration evidence, see refit
     evaluated: ModelBundle | None = None  # after refit_on_all_rows: the model the metrics were measured on
+    reference: str = "reference_class"  # the baseline a target is judged against (the linear one if that is a constant)
 
 
 def _fit_and_score(spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> tuple[ModelBundle, dict]:
@@ -146,7 +147,8 @@ def train_target(
             "horizon_days": settings.horizon_days,
         }
     )
-    notes = judgement_notes(spec, results, test_rows, reference_keys(ds.frame[ds.feature_columns]))
+    keys = reference_keys(ds.frame[ds.feature_columns])
+    notes = judgement_notes(spec, results, test_rows, keys)
     test_share = 1 - settings.train_share - settings.calibration_share
     nominal = {"train": settings.train_share, "calibration": settings.calibration_share, "test": test_share}
     if split_given is None and (note := share_note(split, len(ds.frame), nominal)):
@@ -154,6 +156,7 @@ def train_target(
     notes += skipped
     result = TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
     result.bands, result.out_of_fold = bands, out_of_fold
+    result.reference = "reference_class" if keys else strategy(spec.kind).linear
     return result
 
 
@@ -224,7 +227,10 @@ def judgement_notes(
     """Plain words on how far the test metrics can be trusted and whom the model fails to beat."""
     notes = []
     if not keys:
-        notes.append("the reference class has no grouping column (no milestone kind or project type): it is one rate")
+        notes.append(
+            "the reference class has no grouping column (no milestone kind or project type): it is one rate, so "
+            f"the targets judge the model against {strategy(spec.kind).linear.replace('_', ' ')} instead"
+        )
     notes += too_few_to_judge(spec, test_rows)
     metric, ours = spec.headline, results["model"].get(spec.headline, float("nan"))
     for name, values in results.items():
