@@ -47,14 +47,15 @@ def call(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, 
         return err.code, json.loads(err.read() or b"null")
 
 
-def wait_ready(base: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    """Until /readyz answers 200; raises if the server exits first or the time runs out."""
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 90, path: str = "/readyz") -> None:
+    """Until ``path`` (BentoML's /readyz; /ping for `mlflow models serve`) answers 200; raises if the server exits
+    first or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with status {process.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(f"{base}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

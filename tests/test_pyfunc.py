@@ -11,9 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -22,7 +19,7 @@ import pandas as pd
 import pytest
 from mlflow.models import Model
 
-from serving.local import HOST, free_port
+from serving.local import HOST, call, free_port, wait_ready
 from training import tracking
 from training.bundle import ModelBundle
 
@@ -158,27 +155,6 @@ def test_a_fresh_process_scores_with_the_code_the_model_carries(trained, tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------- mlflow models serve
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def _wait_ping(base: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"mlflow models serve not ready after {timeout:.0f} s")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["defect_risk", "delay"])
 def test_mlflow_models_serve_answers_what_the_service_does(trained, tmp_path, name):
@@ -200,10 +176,12 @@ def test_mlflow_models_serve_answers_what_the_service_does(trained, tmp_path, na
         )
     try:
         base = f"http://{HOST}:{port}"
-        _wait_ping(base, process)
+        wait_ready(base, process, timeout=180, path="/ping")
         X = as_sent(bundle, rows).astype(object)
         data = X.where(X.notna(), None).to_numpy().tolist()
-        answer = _post(f"{base}/invocations", {"dataframe_split": {"columns": list(X.columns), "data": data}})
+        body = {"dataframe_split": {"columns": list(X.columns), "data": data}}
+        status, answer = call(f"{base}/invocations", body, timeout=60)
+        assert status == 200, answer
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
