@@ -37,7 +37,17 @@ COVERAGE_POINTS = 0.05  # delay: range coverage within 5 points of nominal
 AUC_MARGIN = 0.05  # defect risk: ROC-AUC at least 0.05 above the reference class
 
 
-class Classifier:
+class Kind:
+    """What every kind does the same way; each fits in three steps (``boosters``, ``evidence``, ``calibrate``), which
+    the refit on every row (``training.evaluate.refit_on_all_rows``) reuses with out-of-fold evidence."""
+
+    def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
+        """Boosters on the training rows, calibrated on the calibration rows."""
+        bundle = self.boosters(spec, ds, split.train, settings)
+        return self.calibrate(bundle, self.evidence(spec, bundle, ds, split.calibration), settings)
+
+
+class Classifier(Kind):
     """A binary label; the model's output is a calibrated probability."""
 
     name = CLASSIFIER
@@ -49,11 +59,6 @@ class Classifier:
     band_metrics = ("roc_auc", "ece")  # per horizon band, in `eqsms train`'s table
 
     # ------------------------------------------------------------------------------------------------- fitting
-    def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
-        """Boosters on the training rows, calibrated on the calibration rows."""
-        bundle = self.boosters(spec, ds, split.train, settings)
-        return self.calibrate(bundle, self.evidence(spec, bundle, ds, split.calibration), settings)
-
     def boosters(self, spec, ds, rows: np.ndarray, settings: Settings, rounds: dict | None = None) -> ModelBundle:
         from training.models import classifier_boosters
 
@@ -143,7 +148,7 @@ class Classifier:
         }
 
 
-class SlipModel:
+class SlipModel(Kind):
     """A slip in days: the expected slip, a conformal range and the calibrated probability of being late."""
 
     name = SLIP
@@ -156,11 +161,6 @@ class SlipModel:
     band_metrics = ("mae", "coverage", "late_ece")
 
     # ------------------------------------------------------------------------------------------------- fitting
-    def fit(self, spec: TargetSpec, ds: Dataset, split: Split, settings: Settings) -> ModelBundle:
-        """Boosters on the training rows; the late calibrator and the range's margins on the calibration rows."""
-        bundle = self.boosters(spec, ds, split.train, settings)
-        return self.calibrate(bundle, self.evidence(spec, bundle, ds, split.calibration), settings)
-
     def boosters(self, spec, ds, rows: np.ndarray, settings: Settings, rounds: dict | None = None) -> ModelBundle:
         from training.models import slip_boosters
 
