@@ -9,7 +9,7 @@ WORK := $(or $(EQSMS_WORK_DIR),eqsms_work)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test test-fast lint format bench-features bench-training bench-serving bench-real sample-data notebooks clean
+.PHONY: help install run test test-fast lint format bench-features bench-training bench-serving bench-real bench-tune bench-refit bench-calibration sample-data notebooks clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,15 @@ bench-serving: $(STAMP) ## the real server on 1,000 projects: latency, throughpu
 
 bench-real: $(STAMP) ## import the real exports in ../shared/real and backtest delay and defect risk
 	$(PY) -m benchmarks.backtest_real
+
+bench-refit: $(STAMP) ## the registered model refit on every row against the one fitted on 60%, on held-out latest rows
+	$(PY) -m benchmarks.refit
+
+bench-calibration: $(STAMP) ## the order-keeping calibrator against isotonic, sigmoid and none, at 10,000 projects
+	$(PY) -m benchmarks.calibration
+
+bench-tune: $(STAMP) ## `train --tune` (3 min a model) on 3,000 generated projects and the real exports: test rows tuned vs not
+	$(PY) -m benchmarks.tune
 
 bench-features: $(STAMP) ## read + validate + build datasets at 2,500, 5,000 and 10,000 projects (JSON in benchmarks/results)
 	$(PY) -m benchmarks.features

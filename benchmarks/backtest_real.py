@@ -57,6 +57,18 @@ def import_real(data_root: Path, quarantine_root: Path) -> dict[str, dict]:
     return reports
 
 
+REAL_MODELS = {"field_forms": "defect_risk", "nyc_sca": "delay"}  # each export and the model it backtests
+
+
+def imported_folders(root: Path) -> dict[str, Path]:
+    """Both real exports imported into ``root/real/<name>`` (quarantine beside them); {} when ../shared/real is not
+    beside the checkout. For the benchmarks that take the real data as one more dataset."""
+    if missing_reason():
+        return {}
+    import_real(root / "real", root / "quarantine")
+    return {name: root / "real" / name for name in REAL_MODELS}
+
+
 def backtests(data_root: Path, settings: Settings) -> list[Backtest]:
     runs = [
         ("nyc_sca", data_root / "nyc_sca", "delay"),

@@ -50,18 +50,16 @@ def compare(ds: Dataset, settings: Settings) -> dict:
 
 def real_datasets(settings: Settings, root: Path) -> dict[str, Dataset]:
     """The real exports' datasets as ``eqsms backtest`` builds them (without the plan features)."""
-    from benchmarks.backtest_real import import_real, missing_reason
+    from benchmarks.backtest_real import REAL_MODELS, imported_folders
     from features.registry import plan_features
     from training.backtest import build_dataset
 
-    if missing_reason():
-        return {}
-    import_real(root / "real", root / "quarantine")
-    out = {}
-    for name, model in (("field_forms", "defect_risk"), ("nyc_sca", "delay")):
-        tables = load(root / "real" / name, settings).tables
-        out[f"{name}/{model}"] = build_dataset(tables, model, settings, plan_features(settings))
-    return out
+    return {
+        f"{name}/{REAL_MODELS[name]}": build_dataset(
+            load(folder, settings).tables, REAL_MODELS[name], settings, plan_features(settings)
+        )
+        for name, folder in imported_folders(root).items()
+    }
 
 
 def main() -> None:

@@ -222,6 +222,9 @@ def read_dataset(out_dir: Path, name: str) -> Dataset:
     extra = ("id_columns", "label_columns", "categorical_columns")
     core = {k: v for k, v in meta.items() if k not in extra}
     frame = pd.read_parquet(path)
+    for col in meta["categorical_columns"]:  # Parquet gives an all-missing categorical back as plain objects
+        if not isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype("category")
     return Dataset(name, frame, meta["id_columns"], meta["label_columns"], core["feature_columns"], core, str(path))
 
 

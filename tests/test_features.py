@@ -256,3 +256,18 @@ def test_serving_defaults_to_now(ctx, tables):
     served = project_milestone_features(ctx, tables, ["P2"])
     assert served["milestone_id"].tolist() == ["M4"]
     assert served["as_of"].iloc[0] > pd.Timestamp("2025-01-01")
+
+
+def test_a_dataset_read_back_keeps_its_categoricals_even_when_all_missing(tables, tmp_path):
+    """A firm's export without project types or regions (the Irish one) gives all-missing categorical columns;
+    read back from Parquet they came back as plain objects, which LightGBM refuses, so a second `eqsms train`
+    reusing the dataset crashed."""
+    from features.datasets import read_dataset, write_dataset
+
+    ds = build_dataset("defect_risk", Context.build(tables, Settings()), "a")
+    ds.frame["region"] = pd.Categorical([None] * len(ds.frame))
+    write_dataset(ds, tmp_path)
+    back = read_dataset(tmp_path, "defect_risk")
+    assert set(back.categorical_columns) == set(ds.categorical_columns)
+    assert back.frame["region"].isna().all()
+    assert list(back.frame["project_type"].cat.categories) == list(ds.frame["project_type"].cat.categories)

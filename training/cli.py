@@ -44,14 +44,17 @@ def train(
     tune: Annotated[
         bool,
         typer.Option(
-            "--tune", help="first search LightGBM's parameters (Optuna), judged on the backtest folds, not the test"
+            "--tune",
+            help="search LightGBM's parameters first (Optuna), judged on the backtest folds, never on the test rows",
         ),
     ] = False,
     budget_minutes: Annotated[
         float | None,
-        typer.Option(help="with --tune: minutes of search for all the models, shared in turn (default: settings)"),
+        typer.Option(help="with --tune: minutes of search for all the models together (default: tune_budget_minutes)"),
     ] = None,
-    trials: Annotated[int | None, typer.Option(help="with --tune: at most this many trials a model")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="with --tune: at most this many trials a model (default: tune_trials)")
+    ] = None,
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     from features.cli import load_or_exit
@@ -135,7 +138,10 @@ def train(
         for row in by_band:
             table.add_row(*row)
         console.print(table)
-    if chosen := {name: found.chosen for name, found in searches.items() if found and found.improved}:
+    if improved := [found for found in searches.values() if found and found.improved]:
+        from training.tune import tuned_settings
+
+        chosen = {found.target: tuned_settings(settings, found).tuned_params[found.target] for found in improved}
         again = json.dumps({**settings.tuned_params, **chosen}, separators=(",", ":"))
         console.print(f"to train with these parameters without a search: EQSMS_TUNED_PARAMS='{again}'", soft_wrap=True)
 

@@ -5,8 +5,8 @@ A trial fits the target as training does (its kind's strategy: boosters on a fol
 fold's calibration rows) on each fold ``train_target`` reports as its backtest (``folds_before`` the test window),
 and scores the fold's test rows by the target's headline metric (ROC-AUC for a probability, MAE for a slip); its
 score is the mean over the folds. Optuna's TPE sampler, seeded with ``settings.seed``, proposes the parameters.
-The first trial is the current parameters, and a trial is chosen only if it beats them on the folds, so a search
-keeps the defaults or finds better on the folds.
+The first trial is the current parameters (the defaults); the chosen trial is the best by the mean over the folds
+among those that beat the defaults on every fold, so a search keeps the defaults or finds better on each fold.
 
 The chosen parameters reach training through ``settings.tuned_params`` (target -> parameters), which
 ``training.models.lgb_params`` lays over the defaults for each of the target's boosters: the fit, the refit on all
@@ -52,7 +52,7 @@ class TuneResult:
     metric: str  # the target's headline metric, averaged over the folds
     higher_is_better: bool
     defaults: dict[str, int | float]  # the parameters before the search (trial 0)
-    chosen: dict[str, int | float]  # the defaults unless a trial beat them on the folds
+    chosen: dict[str, int | float]  # the defaults unless a trial beat them on every fold
     default_score: float
     chosen_score: float
     default_folds: list[float]
@@ -98,8 +98,9 @@ class TuneResult:
 
 
 def with_params(settings: Settings, target: str, params: dict) -> Settings:
-    """``settings`` with ``params`` laid over ``target``'s LightGBM parameters."""
-    return settings.model_copy(update={"tuned_params": {**settings.tuned_params, target: dict(params)}})
+    """``settings`` with ``params`` laid over ``target``'s LightGBM parameters (and any tuned ones it had)."""
+    params = {**settings.tuned_params.get(target, {}), **params}
+    return settings.model_copy(update={"tuned_params": {**settings.tuned_params, target: params}})
 
 
 def tuned_settings(settings: Settings, result: TuneResult) -> Settings:
@@ -237,10 +238,18 @@ def tune(
 
 
 def _best(history: list[dict], higher: bool) -> dict:
-    """The first trial that no later one beats strictly (the defaults, trial 0, win ties)."""
-    best = history[0]
+    """The best trial by the mean over the folds among those that beat the defaults (trial 0) on every fold; the
+    defaults when none does. With a few folds the best mean alone is often one fold's luck: on the NYC phases (100
+    trials) it scored a test MAE of 192.0 days against the defaults' 188.9; the best that beat them on every fold,
+    182.8."""
+
+    def beats(a: float, b: float) -> bool:
+        return a > b if higher else a < b
+
+    defaults = best = history[0]
     for found in history[1:]:
-        if found["score"] > best["score"] if higher else found["score"] < best["score"]:
+        everywhere = all(beats(x, y) for x, y in zip(found["folds"], defaults["folds"], strict=True))
+        if everywhere and beats(found["score"], best["score"]):
             best = found
     return best
 
