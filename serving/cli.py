@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -92,3 +93,109 @@ def package(
             f"bento {bento.tag}: run it with `bentoml serve {bento.tag}`; build an image with "
             f"`bentoml containerize {bento.tag}`"
         )
+
+
+def _as_of(value: str | None) -> str | None:
+    """``--as-of`` checked here (an ISO date or timestamp), so that a typo is one line before anything loads."""
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        fail("bad --as-of", f"'{value}' is not a date: write it YYYY-MM-DD (or an ISO timestamp)")
+    return value
+
+
+def risk_in_process(project_id: str, as_of: str | None, top_k: int | None):
+    """The answer of ``POST /v1/risk``, from the @champion models and the data folder in settings."""
+    from serving import schemas
+    from serving.runtime import Engine, NotReady, RequestError
+
+    settings = get_settings()
+    try:
+        engine = Engine.from_settings(settings)
+    except NotReady as err:
+        fail("cannot score", str(err).replace("\n", " "))  # one line
+    try:
+        project = engine.risk([project_id], as_of, top_k=settings.default_top_k if top_k is None else top_k)[0]
+    except RequestError as err:
+        fail(f"cannot score {project_id}", _hint(err.field, str(err)))
+    return schemas.RiskResponse(
+        **dict(project), model_versions=engine.versions(), data_freshness=engine.freshness(project.as_of)
+    )
+
+
+def risk_from_service(url: str, project_id: str, as_of: str | None, top_k: int | None):
+    """The answer of a running service's ``POST /v1/risk`` (``url``: its base address), validated."""
+    import urllib.error
+
+    from pydantic import ValidationError
+
+    from serving import schemas
+    from serving.local import call
+
+    body = {"project_id": project_id, "as_of": as_of, "top_k": top_k}
+    endpoint = f"{url.rstrip('/')}/v1/risk"
+    try:
+        status, answer = call(endpoint, {k: v for k, v in body.items() if v is not None})
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        fail(f"cannot reach the service at {url}", f"{reason}: start it with `eqsms serve`, or check --url")
+    except ValueError as err:
+        fail(f"the service at {url} did not answer JSON", f"{err}: is --url an EQSMS Risk service?")
+    if status != 200:
+        error = answer.get("error", answer) if isinstance(answer, dict) else answer
+        field = answer.get("field", "") if isinstance(answer, dict) else ""
+        fail(f"the service refused the request ({status})", _hint(field, str(error)))
+    try:
+        return schemas.RiskResponse.model_validate(answer)
+    except ValidationError as err:
+        fail(f"the service at {url} answered an unexpected body", err.errors(include_url=False)[0]["msg"])
+
+
+def _hint(field: str, error: str) -> str:
+    """The engine's message, with the option of this command that sets the field at fault."""
+    option = {"project_id": "PROJECT_ID", "as_of": "--as-of", "top_k": "--top-k"}.get(field)
+    return f"{error} (fix {option})" if option else error
+
+
+@app.command()
+def risk(
+    project_id: Annotated[str, typer.Argument(help="the project to score, e.g. P00142")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="score as of this date (YYYY-MM-DD); default: today (UTC)")
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=0, max=50, help="drivers per prediction; default: default_top_k (5)")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="ask a running service (e.g. http://127.0.0.1:3000) instead of scoring here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as the API gives it")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print one CSV row per milestone")] = False,
+) -> None:
+    """The project's milestones not yet reached: defect risk, delay and the drivers behind them; the client's churn
+    risk; how fresh the data is.
+
+    Scored here from the @champion models and the data in settings, or by a running service with --url (POST /v1/risk).
+    """
+    from rich.console import Console
+
+    from serving.terminal import render, write_csv
+
+    if as_json and as_csv:
+        fail("choose one output", "--json or --csv, not both")
+    as_of = _as_of(as_of)
+    if url:
+        answer = risk_from_service(url, project_id, as_of, top_k)
+    else:
+        answer = risk_in_process(project_id, as_of, top_k)
+    if as_json:
+        sys.stdout.write(answer.model_dump_json() + "\n")
+    elif as_csv:
+        write_csv(answer, sys.stdout)
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
+            console = Console(highlight=False, soft_wrap=True, width=1000)
+        console.print(render(answer))

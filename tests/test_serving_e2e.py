@@ -101,6 +101,23 @@ def test_bad_requests_get_4xx_and_the_server_goes_on(server):
     assert server.process.poll() is None
 
 
+def test_eqsms_risk_asks_the_server(server):
+    """`eqsms risk --url`: the service's answer, as the API gives it; its 404 is one line and exit status 2."""
+    from typer.testing import CliRunner
+
+    from eqsms.cli import app
+
+    runner = CliRunner()
+    asked = runner.invoke(
+        app, ["risk", "P00142", "--as-of", "2023-06-01", "--top-k", "1", "--url", server.base, "--json"]
+    )
+    assert asked.exit_code == 0, asked.output
+    body = {"project_id": "P00142", "as_of": "2023-06-01", "top_k": 1}
+    assert json.loads(asked.stdout) == call(f"{server.base}/v1/risk", body)[1]
+    unknown = runner.invoke(app, ["risk", "P99999", "--url", server.base])
+    assert unknown.exit_code == 2 and unknown.stdout.count("\n") == 1 and "(404)" in unknown.stdout
+
+
 def test_health_metrics_and_openapi(server):
     for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
         done = run(["curl", "-sf", f"{server.base}{path}"])
