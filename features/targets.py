@@ -93,8 +93,8 @@ class TargetSpec:
 
 # ------------------------------------------------------------------------------------------------ horizon bands
 BANDS = {
-    "ahead": "more than {near} days ahead",
-    "near": "0 to {near} days ahead",
+    "ahead": "> {near} days ahead",
+    "near": "0-{near} days ahead",
     "overdue": "overdue",  # past the planned date, not reached
 }
 

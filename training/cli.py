@@ -132,7 +132,7 @@ def train(
         table.add_row(*row)
     console.print(table)
     if by_band := band_rows(outcomes, settings):
-        table = RichTable(title="test rows by horizon band: model / reference class / simplest baseline / oracle")
+        table = RichTable(title="test rows by horizon band: model (reference class)")
         for col in ("model", "band", "rows", "metric", "metric", "metric"):
             table.add_column(col)
         for row in by_band:

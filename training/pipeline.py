@@ -232,20 +232,18 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
 
 
 def band_rows(outcomes: list[Outcome], settings: Settings) -> list[list[str]]:
-    """One line a target and horizon band: its rows, then each of the kind's band metrics as model against the
-    reference class and the simplest baseline (and the oracle where its truth holds)."""
+    """One line a target and horizon band: its rows, then each of the kind's band metrics, the model's with the
+    reference class's in brackets (the other baselines and the oracle are in MLflow: ``band.<band>.*``)."""
     rows = []
     for o in outcomes:
         if o.skipped or not o.result.bands:
             continue
         kind = strategy(target(o.result.target).kind)
         for band, named in o.result.bands.items():
-            said = []
-            for metric in kind.band_metrics:
-                values = [
-                    named.get(w, {}).get(metric) for w in ("model", "reference_class", kind.simplest[0], "oracle")
-                ]
-                said.append(f"{metric} " + " / ".join("-" if v is None else f"{v:.3f}" for v in values))
+            said = [
+                f"{metric} {named['model'][metric]:.3g} ({named['reference_class'][metric]:.3g})"
+                for metric in kind.band_metrics
+            ]
             rows.append([o.target, band_texts(settings.near_days)[band], f"{named['rows']['count']:,.0f}", *said])
     return rows
 
