@@ -110,7 +110,9 @@ def prepare(projects: int, work: Path) -> tuple[Path, list[str], list[str], str]
 
     world = work / "world"
     generate_world(n_projects=projects, seed=21, out_dir=world, fmt="parquet", dirty=0.0)
-    settings = Settings(work_dir=work / "store", data_dir=world)
+    # Speed, not quality, is measured here: every model is promoted, even one the gate would refuse for losing to
+    # a baseline (on this world defect risk scores 0.656 against the logistic regression's 0.663).
+    settings = Settings(work_dir=work / "store", data_dir=world, baseline_tolerance=1.0)
     client = tracking.configure(settings)
     data = load(world)
     for ds in datasets_from_data(data, settings, ["defect_risk", "delay", "churn"]).values():
