@@ -65,3 +65,18 @@ def test_readme_eqsms_commands_run_in_order(tmp_path, monkeypatch):
             continue
         new, old = pd.read_csv(regenerated), pd.read_csv(committed)
         pd.testing.assert_frame_equal(new, old, check_exact=False, rtol=1e-12, atol=0)
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "activate").exists(), reason="no .venv: `make install` makes it")
+def test_activating_the_environment_puts_eqsms_on_the_path():
+    """README: after `make run`, `source .venv/bin/activate` puts `eqsms` on the PATH."""
+    assert "source .venv/bin/activate" in README
+    done = subprocess.run(
+        ["bash", "-c", "source .venv/bin/activate && command -v eqsms && eqsms --help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(ROOT / ".venv" / "bin" / "eqsms")
