@@ -320,3 +320,43 @@ def test_the_gate_refuses_a_model_worse_than_its_baselines_the_first_one_too(tmp
     outcome = run_target(ds, sound, None, "test", True, client)
     assert outcome.decision.promoted and outcome.decision.reason == "first model"
     assert tracking.alias_version(client, "defect_risk", "champion") == outcome.registered.version
+
+
+def test_mlflow_reads_as_a_data_scientist_meets_it(trained):
+    """Issue 11 §4: classic model-training experiments (not GenAI), runs named by model, data and day, the headline
+    numbers under ``summary.``, and each registered version described: its data window, its headline metric
+    against the reference class and the linear baseline, and the gate's decision."""
+    import datetime as dt
+
+    from eqsms.settings import data_name
+
+    settings, client, outcomes = trained
+    today = dt.date.today().isoformat()
+    for name, outcome in outcomes.items():
+        run = client.get_run(outcome.registered.run_id)
+        experiment = client.get_experiment(run.info.experiment_id)
+        assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+        assert run.info.run_name == f"{name} · {data_name(settings.data_dir)} · {today}"
+        metric = target_of(name).headline
+        logged, model = run.data.metrics, outcome.result.metrics
+        linear = next(who for who in model if who not in ("model", "oracle", "reference_class"))
+        assert logged[f"summary.{metric}"] == pytest.approx(model["model"][metric])
+        assert logged[f"summary.reference_class_{metric}"] == pytest.approx(model["reference_class"][metric])
+        assert logged[f"summary.linear_{metric}"] == pytest.approx(model[linear][metric])
+        assert ("summary.coverage" in logged) == (metric == "mae")
+        said = client.get_model_version(name, outcome.registered.version).description
+        windows = outcome.result.bundle.meta["windows"]
+        assert f"test {windows['test'][0]} .. {windows['test'][1]}" in said, said
+        assert f"train {windows['train'][0]} .. {windows['train'][1]}" in said, said
+        assert f"{metric} on the test rows: model {model['model'][metric]:.4f}" in said, said
+        assert f"reference class {model['reference_class'][metric]:.4f}" in said, said
+        assert f"{linear.replace('_', ' ')} {model[linear][metric]:.4f}" in said, said
+        assert said.count("**Promotion gate** (promoted)") == 1 and "first model" in said, said
+    # An experiment made before the tag existed gets it when next used; a second gate verdict replaces the first.
+    old = client.create_experiment("eqsms-untagged-before", artifact_location=(settings.work_dir / "x").as_uri())
+    assert tracking.experiment_id(client, "untagged-before", settings) == old
+    assert client.get_experiment(old).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    d = outcomes["defect_risk"].decision
+    tracking._record(client, d)
+    said = client.get_model_version("defect_risk", d.challenger).description
+    assert said.count("**Promotion gate**") == 1 and "Data window" in said

@@ -8,6 +8,7 @@ and leaves nothing serving could pick up.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import subprocess
@@ -23,7 +24,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from eqsms.settings import REPO_ROOT, Settings
+from eqsms.settings import REPO_ROOT, Settings, data_name
 from features.datasets import Dataset
 from features.targets import target
 from training import metrics, pyfunc
@@ -31,6 +32,9 @@ from training.bundle import ModelBundle
 from training.evaluate import TrainResult, score_rows, too_few_to_judge
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# MLflow 3's experiment type (its UI's ExperimentKind): a classic model-training experiment, not a GenAI one.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+GATE_HEADING = "**Promotion gate**"  # the paragraph of a version's description the gate writes (and rewrites)
 # The logged model's environment: what its pyfunc imports (training.pyfunc ships our code; eqsms.settings: pydantic).
 PIP_REQUIREMENTS = [
     "lightgbm==4.7.0",
@@ -67,10 +71,12 @@ def experiment_id(client: MlflowClient, target: str, settings: Settings) -> str:
     name = f"eqsms-{target}"
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:  # made before it was tagged: not for the UI to guess (or ask)
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     local = settings.tracking_uri.startswith("sqlite:")
     location = (settings.work_dir / "mlartifacts").resolve().as_uri() if local else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def git_commit() -> str | None:
@@ -98,6 +104,69 @@ def flat_metrics(result: TrainResult) -> dict[str, float]:
             }
         )
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def summary_metrics(result: TrainResult) -> dict[str, float]:
+    """The headline numbers under ``summary.``, apart from the other metrics: the target's headline metric for the
+    model, the reference class and the linear baseline (``summary.roc_auc``, ``summary.reference_class_roc_auc``,
+    ``summary.linear_roc_auc``), and for a slip the range's coverage."""
+    from training.kinds import strategy
+
+    spec = target(result.target)
+    metric, m = spec.headline, result.metrics
+    pairs = {
+        metric: m.get("model", {}).get(metric),
+        f"reference_class_{metric}": m.get("reference_class", {}).get(metric),
+        f"linear_{metric}": m.get(strategy(spec.kind).linear, {}).get(metric),
+    }
+    if "coverage" in m.get("model", {}):
+        pairs["coverage"] = m["model"]["coverage"]
+    return {f"summary.{k}": float(v) for k, v in pairs.items() if v is not None and np.isfinite(v)}
+
+
+def run_name(name: str, source: str | None, day: dt.date | None = None) -> str:
+    """``defect_risk · world · 2026-05-04``: the model, the data it learned (the exports folder's short name) and
+    the day, in place of MLflow's random run names."""
+    data = data_name(Path(source)) if source else "data"
+    return f"{name} · {data} · {(day or dt.date.today()).isoformat()}"
+
+
+def version_description(result: TrainResult, ds: Dataset, source: str | None) -> str:
+    """A registered version's description (Markdown): the data and its windows, and the headline metric on the
+    test rows against the reference class and the linear baseline. The gate appends its decision."""
+    from training.kinds import strategy
+
+    spec = target(result.target)
+    metric, m = spec.headline, result.metrics
+    windows = result.bundle.meta["windows"]
+    said = " · ".join(
+        f"{part} {' .. '.join(windows[part])}" for part in ("train", "calibration", "test") if part in windows
+    )
+    linear = strategy(spec.kind).linear
+
+    def value(who: str, key: str = metric) -> str:
+        v = m.get(who, {}).get(key)
+        return "-" if v is None else f"{v:.4f}"
+
+    lines = [
+        f"**{spec.name}**, trained on {data_name(Path(source)) if source else 'data'} "
+        f"(dataset {ds.fingerprint[:12]}, {len(ds.frame):,} rows).",
+        "",
+        f"- Data window: {said}",
+        f"- {metric} on the test rows: model {value('model')} vs reference class {value('reference_class')} "
+        f"vs {linear.replace('_', ' ')} {value(linear)}",
+    ]
+    if refit := result.bundle.meta.get("refit"):
+        lines.append(
+            f"- Refit on all {refit['rows']:,} labelled rows; the metrics are those of the model fitted before the "
+            "test rows"
+        )
+    if "coverage" in m.get("model", {}):
+        nominal = result.bundle.meta.get("interval_coverage")
+        lines.append(
+            f"- range coverage {value('model', 'coverage')}" + (f" (nominal {nominal:.2f})" if nominal else "")
+        )
+    return "\n".join(lines)
 
 
 @dataclass
@@ -138,11 +207,12 @@ def log_training(
     """One run with everything a reviewer and serving need; then the model is registered as ``@challenger``."""
     bundle = result.bundle
     name = ds.meta.get("model_name", result.target)  # the registry name: the target's, or a prepared table's own
-    with mlflow.start_run(experiment_id=experiment_id(client, name, settings)) as run:
+    source = tags.get("source")
+    with mlflow.start_run(experiment_id=experiment_id(client, name, settings), run_name=run_name(name, source)) as run:
         log_dataset(ds)
         mlflow.log_params(params)
         mlflow.set_tags(tags)  # the caller's, with the git commit it trained at
-        mlflow.log_metrics(flat_metrics(result))
+        mlflow.log_metrics({**summary_metrics(result), **flat_metrics(result)})
         evaluation = {"backtest": result.backtest, "lifts": result.lifts, "bands": result.bands, **bundle.meta}
         mlflow.log_dict(evaluation, "evaluation.json")
         for path in artifacts:
@@ -156,6 +226,7 @@ def log_training(
             extras = bundle.write_extras(Path(tmp) / "extras")
             info = pyfunc.log_model(bundle, result.test_rows, extras, PIP_REQUIREMENTS)
     version = mlflow.register_model(info.model_uri, name)
+    client.update_model_version(name, version.version, description=version_description(result, ds, source))
     client.set_model_version_tag(name, version.version, "target", result.target)  # the gate judges by its spec
     if "training.identity" in tags:
         client.set_model_version_tag(name, version.version, "training.identity", tags["training.identity"])
@@ -285,3 +356,7 @@ def _record(client: MlflowClient, d: Decision) -> None:
     for key, value in (("gate.challenger_value", d.challenger_value), ("gate.champion_value", d.champion_value)):
         if value is not None:
             client.log_metric(version.run_id, key, value)
+    # The decision in the version's description too, in place of an earlier one (the gate may judge it again).
+    before = (version.description or "").split(GATE_HEADING)[0].rstrip()
+    said = f"{GATE_HEADING} ({tags['gate.decision']}): {d.summary()}"
+    client.update_model_version(d.target, d.challenger, description=f"{before}\n\n{said}" if before else said)
