@@ -59,7 +59,13 @@ settings = Settings()
 print("data folder:   ", settings.data_dir)
 print("work folder:   ", settings.work_dir)
 print("MLflow store:  ", settings.tracking_uri)
-print(f"milestones are scored {settings.horizon_days} days before their planned date")
+if settings.horizon_days is None:
+    print(
+        f"milestones are scored once in each horizon band they went through: more than {settings.near_days} days "
+        f"ahead of the plan, 0 to {settings.near_days} days ahead, overdue"
+    )
+else:
+    print(f"milestones are scored {settings.horizon_days} days before their planned date")
 
 # %% [markdown]
 # Each table is read and checked against the data contract (`eqsms validate`). A row that breaks it is not
@@ -97,11 +103,14 @@ if not any(len(rejected) for rejected in data.quarantine.values()):
 # %% [markdown]
 # ## 2. Point-in-time datasets
 #
-# One row per milestone for `defect_risk` and `delay`, one row per client at a project's handover for `churn`.
+# Up to three rows per milestone for `defect_risk` and `delay` (one in each horizon band it went through before it
+# was reached: more than 30 days ahead of its plan, 0 to 30 days ahead, overdue), one row per client at a project's
+# handover for `churn`.
 #
-# **The point-in-time rule.** Every row has an `as_of` time: for a milestone, its planned date minus the horizon;
-# for churn, the handover. A feature of that row may only use facts known *before* `as_of`: an inspection done
-# before it, a defect closed before it, a resource week already over. A defect closed later still counts as open.
+# **The point-in-time rule.** Every row has an `as_of` time: for a milestone, a day drawn from a weekly grid in
+# each band; for churn, the handover. A feature of that row may only use facts known *before* `as_of`: an
+# inspection done before it, a defect closed before it, a resource week already over. A defect closed later still
+# counts as open.
 # So the model learns from exactly what a planner could have known when the score was asked for (the tests prove
 # it by changing later facts and checking that no feature moves).
 
