@@ -131,7 +131,7 @@ def test_train_tune_cli_logs_the_chosen_parameters_and_the_search(tmp_path, monk
 
 
 def test_the_budget_stops_the_search_and_is_shared_by_the_models_in_turn(datasets):
-    from training.cli import Budget
+    from training.tune import Budget
 
     settings, built = datasets
     hurried = tune(built["defect_risk"], settings, budget_minutes=1e-4, n_trials=50)

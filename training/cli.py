@@ -62,6 +62,7 @@ def train(
     from training.pipeline import Outcome, all_targets, band_rows, run_target, summary_rows, training_datasets
     from training.tables import TableError, dataset_from_table
     from training.tracking import configure
+    from training.tune import Budget
 
     settings = get_settings()
     if not tune and (budget_minutes is not None or trials is not None):
@@ -146,21 +147,7 @@ def train(
         console.print(f"to train with these parameters without a search: EQSMS_TUNED_PARAMS='{again}'", soft_wrap=True)
 
 
-class Budget:
-    """`--budget-minutes` shared by the models in turn: each may search what is left over the models left."""
-
-    def __init__(self, seconds: float, names: list[str]):
-        self.left, self.names = seconds, list(names)
-
-    def share(self, name: str) -> float:
-        waiting = self.names[self.names.index(name) :] if name in self.names else [name]
-        return max(self.left, 0.0) / len(waiting)
-
-    def spend(self, seconds: float) -> None:
-        self.left -= seconds
-
-
-def _tune(name: str, ds, settings, budget: Budget, trials: int | None):
+def _tune(name: str, ds, settings, budget, trials: int | None):
     """Search ``ds``'s parameters within its share of the budget; the settings to train with, and the search
     (None when the folds cannot judge parameters: the model trains with the defaults)."""
     from training.tune import TuneError, tuned_settings

@@ -102,7 +102,7 @@ def train_target(
     ``split`` and ``backtest_splits`` replace the default time split and rolling-origin folds (for example a split
     that also keeps each project's rows on one side, or leave-one-project-out folds).
     """
-    spec, split_given = ds.spec, split
+    spec, strat, split_given = ds.spec, strategy(ds.spec.kind), split
     when = split_time_of(ds)
     split = split or time_split(when, settings.train_share, settings.calibration_share)
     if min(len(split.train), len(split.calibration), len(split.test)) == 0:
@@ -112,12 +112,12 @@ def train_target(
         )
     bundle, pred = _fit_and_score(spec, ds, split, settings)
     test_rows = ds.frame.iloc[split.test].reset_index(drop=True)
-    by_name = {"model": pred, **strategy(spec.kind).baselines(spec, ds, split, settings)}
+    by_name = {"model": pred, **strat.baselines(spec, ds, split, settings)}
     results = {name: score_rows(spec, test_rows, p) for name, p in by_name.items()}
     predictions = {f"{name}_{k}": v for name, p in by_name.items() for k, v in p.items()}
     oracle_pred = _oracle_predictions(spec, oracle, test_rows) if oracle is not None else None
     bands = band_results(spec, test_rows, by_name, oracle_pred, settings)
-    if oracle_pred is not None and (spec.kind == CLASSIFIER or "overdue" not in bands):
+    if oracle_pred is not None and all(oracle_holds(spec, band) for band in bands):
         results["oracle"] = score_rows(spec, test_rows, oracle_pred)
     headline = spec.headline
     lifts = {f"{headline}_vs_{name}": metrics.lift(results["model"], results[name], headline) for name in results}
@@ -127,7 +127,6 @@ def train_target(
         folds, skipped = folds_before(when, split, settings.backtest_folds)
     else:
         folds = backtest_splits
-    strat = strategy(spec.kind)
     out_of_fold = [strat.evidence(spec, bundle, ds, split.test)]
     for k, fold in enumerate(folds, start=1):
         fold_bundle, fold_pred = _fit_and_score(spec, ds, fold, settings)
@@ -156,7 +155,7 @@ def train_target(
     notes += skipped
     result = TrainResult(spec.name, bundle, split, test_rows, results, lifts, backtest, predictions, notes)
     result.bands, result.out_of_fold = bands, out_of_fold
-    result.reference = "reference_class" if keys else strategy(spec.kind).linear
+    result.reference = "reference_class" if keys else strat.linear
     return result
 
 
@@ -183,6 +182,12 @@ def refit_on_all_rows(ds: Dataset, result: TrainResult, settings: Settings) -> T
     return result
 
 
+def oracle_holds(spec: TargetSpec, band: str) -> bool:
+    """Whether the oracle's truth is the right answer for rows of ``band``: a probability's holds at any as_of; a
+    slip's is its expectation before the milestone is due, blind to a delay already incurred (not overdue rows)."""
+    return spec.kind == CLASSIFIER or band != "overdue"
+
+
 def band_results(
     spec: TargetSpec,
     rows: pd.DataFrame,
@@ -191,9 +196,7 @@ def band_results(
     settings: Settings,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """The metrics of the model and each baseline per horizon band of the rows (band -> name -> metric), when the
-    target has a time to plan. The oracle's truth of a slip is its expectation before the milestone is due, blind
-    to a delay already incurred, so for a slip it is scored on the bands before the plan only; a probability's
-    truth holds in every band."""
+    target has a time to plan; the oracle's where its truth holds (:func:`oracle_holds`)."""
     if not spec.time_to_plan or spec.time_to_plan not in rows:
         return {}
     bands = horizon_band(rows[spec.time_to_plan].to_numpy(dtype="float64"), settings.near_days)
@@ -203,7 +206,7 @@ def band_results(
         if not len(inside):
             continue
         named = dict(by_name)
-        if oracle_pred is not None and (spec.kind == CLASSIFIER or band != "overdue"):
+        if oracle_pred is not None and oracle_holds(spec, band):
             named["oracle"] = oracle_pred
         out[band] = {"rows": {"count": float(len(inside))}}
         for name, pred in named.items():

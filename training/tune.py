@@ -265,3 +265,17 @@ def log_search(client, run_id: str, result: TuneResult) -> None:
     for key, value in metrics.items():
         client.log_metric(run_id, key, float(value))
     client.log_dict(run_id, result.summary(), "tuning.json")
+
+
+class Budget:
+    """`--budget-minutes` shared by the models in turn: each may search what is left over the models left."""
+
+    def __init__(self, seconds: float, names: list[str]):
+        self.left, self.names = seconds, list(names)
+
+    def share(self, name: str) -> float:
+        waiting = self.names[self.names.index(name) :] if name in self.names else [name]
+        return max(self.left, 0.0) / len(waiting)
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
