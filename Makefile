@@ -17,7 +17,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	python3 -m uv venv --quiet --allow-existing --python 3.11 $(VENV)
-	python3 -m uv pip install --quiet --python $(PY) --compile-bytecode -e ".[dev]"
+	python3 -m uv pip install --quiet --python $(PY) --compile-bytecode -e ".[dev,pdf]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned stack (uv, bytecode compiled)

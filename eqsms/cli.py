@@ -15,6 +15,7 @@ from eqsms.cli_kit import DEBUG
 from features.cli import app as features_app
 from features.importers.cli import import_app
 from serving.cli import app as serving_app
+from serving.report_cli import app as report_app
 from training.backtest_cli import app as backtest_app
 from training.cli import app as training_app
 from world.cli import app as world_app
@@ -41,6 +42,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(training_app)
 app.add_typer(backtest_app)
 app.add_typer(serving_app)
+app.add_typer(report_app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -140,8 +140,8 @@ class ServingSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="where `eqsms serve` listens")
     port: int = Field(3000, gt=0, lt=65536)
     risk_levels: dict[str, list[float]] = Field(
-        {"defect_risk": [0.15, 0.30], "churn": [0.30, 0.50]},
-        description="probability cut-offs between low, medium and high",
+        {"defect_risk": [0.15, 0.30], "delay": [0.30, 0.60], "churn": [0.30, 0.50]},
+        description="probability cut-offs between low, medium and high, per target (delay: of P(late))",
     )
     max_batch_projects: int = Field(5000, gt=0, description="largest /v1/risk/batch request")
     serve_workers: int = Field(2, gt=0, description="server processes (one a core here)")
@@ -154,8 +154,42 @@ class ServingSettings(BaseSettings):
     )
 
 
+class ReportSettings(BaseSettings):
+    """The KPI gap report (``eqsms report``): the quality-service targets and how each KPI is read."""
+
+    first_pass_target: float = Field(0.95, ge=0, le=1, description="first-pass acceptance rate, at least")
+    on_time_target: float = Field(
+        0.90, ge=0, le=1, description="on-time milestone rate, at least (on time: slip <= late_tolerance_days)"
+    )
+    csat_target: float = Field(0.90, ge=0, le=1, description="share of survey answers satisfied, at least")
+    csat_satisfied_min: float = Field(4.0, ge=1, le=5, description="a csat answer (1 to 5) this high is satisfied")
+    nps_target: float = Field(30.0, ge=-100, le=100, description="net promoter score (-100 to 100), at least")
+    response_median_target_hours: float = Field(24.0, gt=0, description="complaint first response, median, at most")
+    response_p90_target_hours: float = Field(72.0, gt=0, description="complaint first response, 90th pct, at most")
+    resolution_median_target_days: float = Field(7.0, gt=0, description="complaint resolution, median, at most")
+    resolution_p90_target_days: float = Field(21.0, gt=0, description="complaint resolution, 90th pct, at most")
+    defects_per_inspection_target: float = Field(1.0, gt=0, description="defects found per inspection, at most")
+    failed_inspection_target: float = Field(0.10, gt=0, le=1, description="share of inspections failed, at most")
+    rework_target: float = Field(
+        0.20, gt=0, le=1, description="share of inspections needing rework (failed or conditional), at most"
+    )
+    spi_target: float = Field(1.0, gt=0, description="schedule performance index (earned / planned value), at least")
+    cpi_target: float = Field(1.0, gt=0, description="cost performance index (earned value / actual cost), at least")
+    report_top_projects: int = Field(5, gt=0, description="projects named behind each KPI's gap")
+    forecast_coverage: float = Field(
+        0.8, gt=0, lt=1, description="the forecast's range: this central share of its distribution (0.8: p10 to p90)"
+    )
+
+
 class Settings(
-    PathSettings, ContractSettings, TargetSettings, FeatureSettings, WorldSettings, TrainingSettings, ServingSettings
+    PathSettings,
+    ContractSettings,
+    TargetSettings,
+    FeatureSettings,
+    WorldSettings,
+    TrainingSettings,
+    ServingSettings,
+    ReportSettings,
 ):
     """Every stage's section in one object (``settings.horizon_days``, ``settings.serve_workers``)."""
 

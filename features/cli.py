@@ -6,17 +6,16 @@ runs (an option left out means "as in settings").
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import fail
+from eqsms.cli_kit import console, fail, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
 
-console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 features_app = typer.Typer(no_args_is_help=True, help="Build point-in-time datasets.")
 
@@ -25,13 +24,14 @@ DataDir = Annotated[
 ]
 
 
-def load_or_exit(data_dir: Path):
-    """The validated folder, or one line saying why it cannot be used (exit 2)."""
+def load_or_exit(data_dir: Path, progress=None):
+    """The validated folder, or one line saying why it cannot be used (exit 2); ``progress(what, done, total)``
+    hears of each table read and validated."""
     from features.io import ContractError
     from features.validate import load
 
     try:
-        return load(data_dir)
+        return load(data_dir, progress=progress)
     except ContractError as err:
         fail(f"cannot use {data_dir}", err)
 
@@ -44,15 +44,36 @@ def validate(
     ] = None,
 ) -> None:
     """Check a folder of exports against the contract; write rejected rows to quarantine files."""
+    started = time.monotonic()
     from features.validate import write_quarantine
 
     settings = get_settings()
     data_dir = data_dir or settings.data_dir
     quarantine = quarantine or settings.quarantine_for(data_dir)
-    data = load_or_exit(data_dir)
-    write_quarantine(data, quarantine)
+    with progress(f"validating {data_dir}") as shown:
+        data = load_or_exit(data_dir, shown.hook(count=True))
+        shown.update(f"writing the quarantine files to {quarantine}")
+        written = write_quarantine(data, quarantine)
     print_validation(data)
     console.print(f"quarantine files in {quarantine}")
+    files = f"{len(written)} file" + ("" if len(written) == 1 else "s")
+    summary(
+        f"validated {where(data_dir)}",
+        validation_summary(data) | {"quarantine": f"{where(quarantine)} ({files})", "time": took(started)},
+    )
+
+
+def validation_summary(data) -> dict[str, str]:
+    """The summary's lines about a validation: the tables read and the rows they held, accepted and quarantined."""
+    reports = data.reports.values()
+    rows_in, accepted = sum(r.rows_in for r in reports), sum(r.rows_accepted for r in reports)
+    said = {
+        "tables": f"{len(data.reports)} read" + (f", {len(data.missing_tables)} absent" if data.missing_tables else ""),
+        "rows": f"{rows_in:,} in, {accepted:,} accepted, {rows_in - accepted:,} quarantined",
+    }
+    if cells := sum(r.cells_nulled for r in reports):
+        said["cells set missing"] = f"{cells:,} (rows kept)"
+    return said
 
 
 def print_validation(data) -> None:
@@ -62,7 +83,7 @@ def print_validation(data) -> None:
     for name, rep in data.reports.items():
         top = ", ".join(f"{code} ({n})" for code, n in rep.top_reasons(3))
         table.add_row(name, str(rep.rows_in), str(rep.rows_accepted), str(rep.rows_quarantined), top or "-")
-    console.print(table)
+    print_table(table)
     for name, rep in data.reports.items():
         if n := rep.cells_nulled:
             top = ", ".join(f"{cell} ({count})" for cell, count in rep.top_cells(3))
@@ -78,20 +99,32 @@ def build(
     out: Annotated[Path | None, typer.Option(help="folder for one Parquet dataset per target")] = None,
 ) -> None:
     """Validate DATA_DIR and write the defect_risk, delay and churn training datasets as Parquet."""
+    started = time.monotonic()
     from features.datasets import build_all, write_dataset
     from features.validate import write_quarantine
 
     settings = get_settings()
     data_dir = data_dir or settings.data_dir
-    data = load_or_exit(data_dir)
-    write_quarantine(data, settings.quarantine_for(data_dir))
+    out, quarantine = out or settings.datasets_dir, settings.quarantine_for(data_dir)
+    with progress(f"validating {data_dir}") as shown:
+        data = load_or_exit(data_dir, shown.hook(count=True))
+        write_quarantine(data, quarantine)
+        built = build_all(data, settings, progress=shown.hook("building the dataset", count=True))
+        shown.update(f"writing the datasets to {out}")
+        written = {target: write_dataset(r.dataset, out) for target, r in built.items() if not r.error}
     print_validation(data)
-    for target, result in build_all(data, settings).items():
+    said = validation_summary(data)
+    for target, result in built.items():
         if result.error:
             console.print(f"[yellow]{target}[/]: skipped, {result.error}")
+            said[target] = f"skipped: {result.error}"
             continue
-        path = write_dataset(result.dataset, out or settings.datasets_dir)
-        console.print(f"{target}: {result.dataset.describe()} -> {path}")
+        console.print(f"{target}: {result.dataset.describe()} -> {written[target]}")
+        said[target] = f"{len(result.dataset.frame):,} rows -> {where(written[target])}"
+    summary(
+        f"built {len(written)} point-in-time datasets from {where(data_dir)}",
+        said | {"quarantine": where(quarantine), "time": took(started)},
+    )
 
 
 app.add_typer(features_app, name="features")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,12 +142,21 @@ def build_dataset(spec: TargetSpec | str, ctx: Context, data_hash: str = "") -> 
     return Dataset(spec.name, frame, ids, labels, list(features.columns), meta)
 
 
-def build_all(data, settings: Settings, targets: list[str] | None = None) -> dict[str, BuildResult]:
-    """Each target's dataset from validated data; a target the data cannot label is reported, not raised."""
+def build_all(
+    data,
+    settings: Settings,
+    targets: list[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, BuildResult]:
+    """Each target's dataset from validated data; a target the data cannot label is reported, not raised.
+    ``progress(what, done, total)``, if given, hears of each target before its dataset is built."""
     ctx = Context.build(data.tables, settings)
     data_hash = data_fingerprint(data)
     results: dict[str, BuildResult] = {}
-    for name in targets or list(TARGETS):
+    names = targets or list(TARGETS)
+    for done, name in enumerate(names):
+        if progress:
+            progress(name, done, len(names))
         try:
             results[name] = BuildResult(dataset=build_dataset(name, ctx, data_hash))
         except TargetUnavailable as err:

@@ -215,7 +215,13 @@ class Query:
     Feature("planned_duration_days", "days", "planned duration {v:.0f} days", PLANNING),
     Feature("days_since_start", "days", "{v:.0f} days since the planned start", PLANNING),
     Feature("elapsed_share", "share", "{v:.0%} of the planned duration elapsed", PLANNING),
-    Feature("days_past_planned_end", "days", "{v:.0f} days past the planned end (negative: still ahead)", PLANNING),
+    Feature(
+        "days_past_planned_end",
+        "days",
+        "{v:.0f} days past the planned end",
+        PLANNING,
+        negative_text="{v:.0f} days left to the planned end",
+    ),
     Feature("days_since_award", "days", "{v:.0f} days since the award", PLANNING),
 )
 def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
@@ -241,7 +247,13 @@ def project_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     Feature("milestone_sequence", "ordinal", "milestone number {v:.0f} in the plan", TECHNICAL),
     Feature("milestones_in_plan", "count", "{v:.0f} milestones in the plan", TECHNICAL, plan=True),
     Feature("milestone_share", "share", "{v:.0%} of the way through the milestone plan", TECHNICAL, plan=True),
-    Feature("days_to_milestone", "days", "{v:.0f} days to the planned milestone date (negative: overdue)", PLANNING),
+    Feature(
+        "days_to_milestone",
+        "days",
+        "{v:.0f} days to the planned milestone date",
+        PLANNING,
+        negative_text="{v:.0f} days overdue",
+    ),
 )
 def milestone_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """The milestone itself: its kind, its place in the plan and how far ahead of it we are."""
@@ -305,10 +317,10 @@ _DEFECT_UP = {"defect_risk": +1}  # more of it never lowers first-pass failure r
         QUALITY,
         monotone=_DEFECT_UP,
     ),
-    Feature("defects_open", "count", "open defects: {v:.0f}", QUALITY, monotone=_DEFECT_UP),
-    Feature("inspections_open", "count", "{v:.0f} inspections with findings not closed", QUALITY),
+    Feature("defects_open", "count", "open defects: {v:.0f}", QUALITY, monotone=_DEFECT_UP, actionable=True),
+    Feature("inspections_open", "count", "{v:.0f} inspections with findings not closed", QUALITY, actionable=True),
     Feature("max_severity_to_date", "score", "worst finding severity so far: {v:.0f} of 3", QUALITY),
-    Feature("days_to_close_mean", "days", "defects take {v:.1f} days to close on average", QUALITY),
+    Feature("days_to_close_mean", "days", "defects take {v:.1f} days to close on average", QUALITY, actionable=True),
     Feature("days_since_failed_inspection", "days", "{v:.0f} days since the last failed inspection", QUALITY),
 )
 def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
@@ -344,14 +356,18 @@ _SLIP_DOWN = {"delay": -1}  # a lower SPI never lowers the expected slip
     Feature("spi_to_date", "index", "schedule performance index (SPI) {v:.2f} to date", COST, monotone=_SLIP_DOWN),
     Feature("cpi_to_date", "index", "cost performance index (CPI) {v:.2f} to date", COST),
     Feature("downtime_hours_to_date", "hours", "{v:.0f} hours of equipment downtime to date", COST),
-    Feature("labour_hours_ratio_recent", "ratio", "labour hours at {v:.0%} of plan in recent weeks", COST),
-    Feature("overtime_share_recent", "share", "overtime {v:.0%} of hours in recent weeks", COST),
-    Feature("late_delivery_share_recent", "share", "{v:.0%} of deliveries late in recent weeks", COST),
+    Feature(
+        "labour_hours_ratio_recent", "ratio", "labour hours at {v:.0%} of plan in recent weeks", COST, actionable=True
+    ),
+    Feature("overtime_share_recent", "share", "overtime {v:.0%} of hours in recent weeks", COST, actionable=True),
+    Feature("late_delivery_share_recent", "share", "{v:.0%} of deliveries late in recent weeks", COST, actionable=True),
     Feature(
         "spi_recent", "index", "schedule performance index (SPI) {v:.2f} in recent weeks", COST, monotone=_SLIP_DOWN
     ),
     Feature("cpi_recent", "index", "cost performance index (CPI) {v:.2f} in recent weeks", COST),
-    Feature("downtime_hours_recent", "hours", "{v:.0f} hours of equipment downtime in recent weeks", COST),
+    Feature(
+        "downtime_hours_recent", "hours", "{v:.0f} hours of equipment downtime in recent weeks", COST, actionable=True
+    ),
 )
 def resource_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     """Resources and earned value: productivity, overtime, late deliveries, SPI and CPI, downtime."""
@@ -378,9 +394,14 @@ _CHURN_UP = {"churn": +1}  # slower or missing answers never lower churn risk
     Feature("complaints_{short}d", "count", "{v:.0f} client complaints in the last {short} days", CUSTOMER),
     Feature("complaints_{long}d", "count", "{v:.0f} client complaints in the last {long} days", CUSTOMER),
     Feature("complaints_to_date", "count", "{v:.0f} client complaints to date", CUSTOMER),
-    Feature("complaints_open", "count", "{v:.0f} complaints not resolved", CUSTOMER),
+    Feature("complaints_open", "count", "{v:.0f} complaints not resolved", CUSTOMER, actionable=True),
     Feature(
-        "complaints_unanswered", "count", "{v:.0f} complaints without a first response", CUSTOMER, monotone=_CHURN_UP
+        "complaints_unanswered",
+        "count",
+        "{v:.0f} complaints without a first response",
+        CUSTOMER,
+        monotone=_CHURN_UP,
+        actionable=True,
     ),
     Feature("complaint_severity_mean", "score", "mean complaint severity {v:.1f} of 3", CUSTOMER),
     Feature(
@@ -389,6 +410,7 @@ _CHURN_UP = {"churn": +1}  # slower or missing answers never lower churn risk
         "complaints answered in {v:.0f} hours on average",
         CUSTOMER,
         monotone=_CHURN_UP,
+        actionable=True,
     ),
     Feature("complaints_escalated", "count", "{v:.0f} complaints escalated", CUSTOMER),
 )

@@ -39,6 +39,10 @@ class Feature:
     ``text`` is the driver text, ``{v}`` (with a format spec, ``{v:.0f}``) standing for the value. ``monotone`` maps
     a target to +1 (its prediction may only rise with the feature) or -1 (only fall). ``plan`` marks what only the
     full baseline plan tells (a real export cannot know it in time; the backtest leaves these out).
+    ``negative_text``, when given, tells a value below zero instead of ``text``, ``{v}`` standing for its magnitude
+    ("152 days overdue" rather than "-152 days to the planned milestone date"): a template cannot branch.
+    ``actionable`` marks what the owning department can change within weeks (close defects, answer complaints,
+    staff to plan), as against history and the plan: the worklists' what-if acts on these alone.
     """
 
     name: str
@@ -48,6 +52,8 @@ class Feature:
     monotone: Mapping[str, int] = field(default_factory=dict, hash=False)
     categorical: bool = False
     plan: bool = False
+    negative_text: str | None = None
+    actionable: bool = False
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -56,6 +62,8 @@ class Feature:
             raise ValueError(f"{self.name}: department {self.department!r} is not one of {DEPARTMENTS}")
         if not _VALUE.search(self.text):
             raise ValueError(f"{self.name}: the driver text has no {{v}} for the value")
+        if self.negative_text is not None and not _VALUE.search(self.negative_text):
+            raise ValueError(f"{self.name}: the negative driver text has no {{v}} for the value")
         for target, sign in self.monotone.items():
             if sign not in (-1, 1):
                 raise ValueError(f"{self.name}: monotone {target}: {sign} (+1 or -1)")
@@ -74,6 +82,10 @@ class FeatureSpec:
     plan: bool
     family: str  # the family function's name
     description: str  # the text with x for the value: "x failed inspections in the last 30 days"
+    negative_text: str | None = None  # the text of a value below zero, ``{v}`` for its magnitude, windows filled in
+    declared_name: str = ""  # the declaration's name template: "inspections_failed_{short}d"
+    windows: tuple[int, int, int] = (0, 0, 0)  # (short, long, recent) it was resolved with: see fill_windows
+    actionable: bool = False  # the owning department can change it within weeks (Feature.actionable)
 
 
 def declares(*features: Feature) -> Callable:
@@ -99,24 +111,30 @@ def windows(settings: Settings) -> tuple[int, int, int]:
     return settings.short_window_days, settings.long_window_days, settings.recent_weeks
 
 
-def _fill(template: str, values: tuple[int, int, int]) -> str:
+def fill_windows(template: str, values: tuple[int, int, int]) -> str:
+    """``template`` with its ``{short}``/``{long}``/``{recent}`` filled from ``values`` (:func:`windows`); ``{v...}``
+    is left as it is. Any text declared beside a feature (a translation, say) resolves with this."""
     for key, value in zip(WINDOWS, values, strict=True):
         template = template.replace("{" + key + "}", str(value))
     return template
 
 
-def _description(text: str) -> str:
-    return _VALUE.sub(lambda m: "x%" if (m.group(1) or "").endswith("%") else "x", text)
+def _description(text: str, negative_text: str | None = None) -> str:
+    def x(t: str) -> str:
+        return _VALUE.sub(lambda m: "x%" if (m.group(1) or "").endswith("%") else "x", t)
+
+    return x(text) if negative_text is None else f"{x(text)} (below zero: {x(negative_text)})"
 
 
 @lru_cache(maxsize=256)
 def _resolve(family: Callable, values: tuple[int, int, int]) -> tuple[FeatureSpec, ...]:
     specs = []
     for f in declared(family):
-        text = _fill(f.text, values)
+        text = fill_windows(f.text, values)
+        negative = None if f.negative_text is None else fill_windows(f.negative_text, values)
         specs.append(
             FeatureSpec(
-                name=_fill(f.name, values),
+                name=fill_windows(f.name, values),
                 unit=f.unit,
                 text=text,
                 department=f.department,
@@ -124,7 +142,11 @@ def _resolve(family: Callable, values: tuple[int, int, int]) -> tuple[FeatureSpe
                 categorical=f.categorical,
                 plan=f.plan,
                 family=family.__name__,
-                description=_description(text),
+                description=_description(text, negative),
+                negative_text=negative,
+                declared_name=f.name,
+                windows=values,
+                actionable=f.actionable,
             )
         )
     names = [s.name for s in specs]

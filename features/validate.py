@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -691,10 +692,14 @@ def _empty_cells() -> pd.DataFrame:
 
 
 def validate_tables(
-    raw: dict[str, pd.DataFrame | None], data_dir: Path = Path("."), settings: Settings | None = None
+    raw: dict[str, pd.DataFrame | None],
+    data_dir: Path = Path("."),
+    settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ValidatedData:
     """Validate raw tables (as ``read_table`` returns them; None = no file) against the contract, with the
-    plausible dates of ``settings`` (default: as the environment says now).
+    plausible dates of ``settings`` (default: as the environment says now). ``progress(what, done, total)``, if
+    given, hears of each table before it is validated (a command's progress display).
 
     Raises ``ContractError`` if a required table or a required column is missing.
     """
@@ -705,7 +710,9 @@ def validate_tables(
         raise ContractError("\n".join(problems))
     data = ValidatedData(data_dir, {}, {}, {}, {}, [], {})
     projects: _Projects | None = None
-    for name in TABLE_ORDER:
+    for done, name in enumerate(TABLE_ORDER):
+        if progress:
+            progress(f"validating {name}", done, len(TABLE_ORDER))
         frame = raw.get(name)
         if frame is None:
             data.tables[name] = empty_table(name)
@@ -725,15 +732,24 @@ def validate_tables(
     return data
 
 
-def load(data_dir: Path, settings: Settings | None = None) -> ValidatedData:
-    """Read every contract table from ``data_dir`` and validate it; raises ``ContractError`` if it cannot be used."""
+def load(
+    data_dir: Path, settings: Settings | None = None, progress: Callable[[str, int, int], None] | None = None
+) -> ValidatedData:
+    """Read every contract table from ``data_dir`` and validate it; raises ``ContractError`` if it cannot be used.
+    ``progress(what, done, total)``, if given, hears of each table before it is read and before it is validated."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ContractError(f"{data_dir} is not a folder; give the folder that holds the exported tables")
     absent = [t for t in TABLE_ORDER if TABLES[t].required and not table_files(data_dir, t)]
     if absent:  # say so before reading anything big
         raise ContractError("\n".join(_missing_table(t, data_dir) for t in absent))
-    return validate_tables({t: read_table(data_dir, t) for t in TABLE_ORDER}, data_dir, settings)
+    raw, n = {}, len(TABLE_ORDER)
+    for done, t in enumerate(TABLE_ORDER):
+        if progress:
+            progress(f"reading {t}", done, 2 * n)
+        raw[t] = read_table(data_dir, t)
+    then = (lambda what, done, _: progress(what, n + done, 2 * n)) if progress else None
+    return validate_tables(raw, data_dir, settings, then)
 
 
 def write_quarantine(data: ValidatedData, out_dir: Path) -> list[Path]:

@@ -127,17 +127,24 @@ def risk_in_process(project_id: str, as_of: str | None, top_k: int | None):
 
 def risk_from_service(url: str, project_id: str, as_of: str | None, top_k: int | None):
     """The answer of a running service's ``POST /v1/risk`` (``url``: its base address), validated."""
+    from serving import schemas
+
+    body = {"project_id": project_id, "as_of": as_of, "top_k": top_k}
+    endpoint = f"{url.rstrip('/')}/v1/risk"
+    return _from_service(url, endpoint, {k: v for k, v in body.items() if v is not None}, schemas.RiskResponse)
+
+
+def _from_service(url: str, endpoint: str, body: dict | None, model):
+    """A running service's answer at ``endpoint`` (POST ``body``, or GET when None) validated into ``model``; a
+    refusal or an unreachable service is one line naming what to fix."""
     import urllib.error
 
     from pydantic import ValidationError
 
-    from serving import schemas
     from serving.local import call
 
-    body = {"project_id": project_id, "as_of": as_of, "top_k": top_k}
-    endpoint = f"{url.rstrip('/')}/v1/risk"
     try:
-        status, answer = call(endpoint, {k: v for k, v in body.items() if v is not None})
+        status, answer = call(endpoint, body)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         fail(f"cannot reach the service at {url}", f"{reason}: start it with `eqsms serve`, or check --url")
@@ -148,14 +155,21 @@ def risk_from_service(url: str, project_id: str, as_of: str | None, top_k: int |
         field = answer.get("field", "") if isinstance(answer, dict) else ""
         fail(f"the service refused the request ({status})", _hint(field, str(error)))
     try:
-        return schemas.RiskResponse.model_validate(answer)
+        return model.model_validate(answer)
     except ValidationError as err:
         fail(f"the service at {url} answered an unexpected body", err.errors(include_url=False)[0]["msg"])
 
 
 def _hint(field: str, error: str) -> str:
     """The engine's message, with the option of this command that sets the field at fault."""
-    option = {"project_id": "PROJECT_ID", "as_of": "--as-of", "top_k": "--top-k"}.get(field)
+    option = {
+        "project_id": "PROJECT_ID",
+        "as_of": "--as-of",
+        "top_k": "--top-k",
+        "department": "--department",
+        "target": "--target",
+        "sort": "--sort",
+    }.get(field)
     return f"{error} (fix {option})" if option else error
 
 
@@ -199,3 +213,89 @@ def risk(
         if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
             console = Console(highlight=False, soft_wrap=True, width=1000)
         console.print(render(answer))
+
+
+def worklist_in_process(department: str, as_of: str | None, target: str | None, lang: str, limit: int, sort: str):
+    """The answer of ``GET /v1/worklist``, from the @champion models and the data folder in settings; as of the
+    board's day (today, or the day after the data's newest fact) unless ``as_of`` says."""
+    from serving import board, schemas
+    from serving.runtime import Engine, NotReady, RequestError
+
+    try:
+        engine = Engine.from_settings(get_settings())
+    except NotReady as err:
+        fail("cannot score", str(err).replace("\n", " "))
+    targets = None if target is None else [target]
+    try:
+        board.check_worklist(department, sort, targets)
+        t = board.snapshot_as_of(engine) if as_of is None else engine.resolve_as_of(as_of, [])
+        block = engine.block(engine.open_projects(t), t, top_k=0, keep=True)
+        items = board.worklist(engine, block, department, sort=sort, targets=targets)
+    except RequestError as err:
+        fail("cannot make the worklist", _hint(err.field, str(err)))
+    told = [board.told_item(item, lang, engine.feature_specs) for item in items[:limit]]
+    return schemas.WorklistResponse(
+        department=department, as_of=t, items=told, total=len(items), model_versions=engine.versions()
+    )
+
+
+def worklist_from_service(url: str, query: dict):
+    """The answer of a running service's ``GET /v1/worklist`` (``url``: its base address), validated."""
+    import urllib.parse
+
+    from serving import schemas
+
+    endpoint = f"{url.rstrip('/')}/v1/worklist?{urllib.parse.urlencode({k: v for k, v in query.items() if v})}"
+    return _from_service(url, endpoint, None, schemas.WorklistResponse)
+
+
+@app.command()
+def worklist(
+    department: Annotated[
+        str, typer.Option(help="quality, technical, safety, cost, customer service or project office")
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="as of this date; default: today, or the day after the data's newest fact"),
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="only this target: defect_risk, delay or churn")] = None,
+    sort: Annotated[
+        str, typer.Option(help="risk (level, then the department's share), added, share, whatif_gain")
+    ] = "risk",
+    limit: Annotated[int, typer.Option(min=1, help="items at most")] = 20,
+    lang: Annotated[str, typer.Option(help="language of the driver texts: en or zh")] = "en",
+    url: Annotated[
+        str | None, typer.Option(help="ask a running service (e.g. http://127.0.0.1:3000) instead of scoring here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as the API gives it")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print one CSV row per item")] = False,
+) -> None:
+    """A department's worklist: the open milestones and clients where its drivers push risk up, with what they add,
+    the what-if gain of acting on them and the drivers in words (GET /v1/worklist with --url)."""
+    import csv
+
+    from rich.console import Console
+
+    from serving.terminal import WORKLIST_FIELDS, worklist_rows, worklist_table
+
+    if as_json and as_csv:
+        fail("choose one output", "--json or --csv, not both")
+    if lang not in ("en", "zh"):
+        fail("bad --lang", f"'{lang}' is not one of en, zh")
+    as_of = _as_of(as_of)
+    if url:
+        query = {"department": department, "as_of": as_of, "target": target, "sort": sort, "limit": limit, "lang": lang}
+        answer = worklist_from_service(url, query)
+    else:
+        answer = worklist_in_process(department, as_of, target, lang, limit, sort)
+    if as_json:
+        sys.stdout.write(answer.model_dump_json() + "\n")
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(WORKLIST_FIELDS)
+        writer.writerows(worklist_rows([item.model_dump(mode="json") for item in answer.items]))
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
+            console = Console(highlight=False, soft_wrap=True, width=1000)
+        console.print(worklist_table(answer))

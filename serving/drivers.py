@@ -3,17 +3,39 @@
 A feature's words and department are declared beside the family that computes it (:mod:`features.registry`) and
 resolved with the settings' windows ("failed inspections in the last 30 days"). Departments follow how an EQSMS
 divides responsibility (DESIGN.md); a feature the registry does not know is told as "its name: value" (technical).
+A feature declared with a ``negative_text`` tells a value below zero with it ("152 days overdue").
+:mod:`serving.i18n` tells the same drivers in other languages.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from numbers import Real
 
 import numpy as np
 
 from features.registry import TECHNICAL, FeatureSpec
 from features.targets import TargetSpec
+
+_FORMAT = re.compile(r"\{v:[^}]*\}")
+
+
+def missing(value) -> bool:
+    """No value to tell: None or NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def fill_value(template: str, value, negative_template: str | None = None) -> str:
+    """``template`` with ``{v...}`` filled by ``value`` (a value below zero by its magnitude in
+    ``negative_template``, when there is one); a value its format spec cannot take (text in ``{v:.0%}``) as it is."""
+    if negative_template is not None and isinstance(value, Real) and not isinstance(value, bool) and value < 0:
+        template, value = negative_template, -value
+    try:
+        return template.format(v=value)
+    except (ValueError, TypeError):
+        return _FORMAT.sub("{v}", template).format(v=value)
 
 
 def describe(feature: str, value, specs: Mapping[str, FeatureSpec]) -> tuple[str, str]:
@@ -21,15 +43,18 @@ def describe(feature: str, value, specs: Mapping[str, FeatureSpec]) -> tuple[str
     with the settings the features were computed with) declares them."""
     spec = specs.get(feature)
     if spec is None:
-        template, department = feature.replace("_", " ") + ": {v}", TECHNICAL
+        template, negative, department = feature.replace("_", " ") + ": {v}", None, TECHNICAL
     else:
-        template, department = spec.text, spec.department
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+        template, negative, department = spec.text, spec.negative_text, spec.department
+    if missing(value):
         return f"{template.split('{')[0].strip() or feature.replace('_', ' ')} unknown (no data yet)", department
-    try:
-        return template.format(v=value), department
-    except (ValueError, TypeError):
-        return template.replace(":,.0f", "").replace(":.0%", "").format(v=value), department
+    return fill_value(template, value, negative), department
+
+
+def pushed(text: str, department: str, target: TargetSpec, direction: str) -> str:
+    """A described feature as a driver of ``target``: "3 failed inspections in the last 30 days (quality) pushed
+    first-pass failure risk up"."""
+    return f"{text} ({department}) pushed {target.outcome} {direction}"
 
 
 def plain(value):
@@ -78,7 +103,7 @@ def top_drivers(
                 {
                     "feature": features[j],
                     "value": value,
-                    "text": f"{text} ({department}) pushed {target.outcome} {direction}",
+                    "text": pushed(text, department, target, direction),
                     "department": department,
                     "direction": direction,
                     "contribution": round(size, 4),

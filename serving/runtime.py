@@ -53,6 +53,7 @@ def model_info(champion: Champion, bundle: ModelBundle, specs: Mapping[str, Feat
         data_window=meta.get("windows", {}),
         rows=meta.get("rows", {}),
         test_metrics=meta.get("test_metrics", {}),
+        evidence=meta.get("evidence", {}),
         features=bundle.features,
         categorical_features=bundle.categorical,
         feature_details=[feature_info(name, spec.name, specs.get(name)) for name in bundle.features],
@@ -102,10 +103,25 @@ def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
 
 @dataclass
 class Scored:
-    """One model's answers for a block of rows."""
+    """One model's answers for a block of rows (``contributions``: every feature's SHAP value, bias last, when
+    asked for)."""
 
     outputs: dict[str, np.ndarray]
     drivers: list[list[dict]]
+    contributions: np.ndarray | None = None
+
+
+@dataclass
+class Block:
+    """Projects scored at one ``as_of``: their open milestones (``rows``), the feature columns of each scope, and
+    each target's answers and scores (``scored``: target name -> :class:`Scored`)."""
+
+    as_of: pd.Timestamp
+    project_ids: list[str]
+    rows: pd.DataFrame
+    columns: dict[str, Columns]
+    answers: dict[str, list[dict]]
+    scored: dict[str, Scored]
 
 
 def probability_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings: Settings) -> list[dict]:
@@ -188,28 +204,32 @@ class Engine:
         return cls(settings, tables, bundles, champions)
 
     # ------------------------------------------------------------------------------------------------- scoring
-    def _score(self, name: str, columns: Columns, top_k: int, supplied: np.ndarray | None = None) -> Scored:
+    def _score(
+        self, name: str, columns: Columns, top_k: int, supplied: np.ndarray | None = None, keep: bool = False
+    ) -> Scored:
         """Predictions and drivers of one model for all rows at once (one TreeSHAP call); ``supplied`` marks the
-        features a caller gave (the others are no drivers)."""
+        features a caller gave (the others are no drivers); ``keep`` keeps every feature's contribution."""
         bundle = self.bundles[name]
         frame = bundle.matrix(columns)
         outputs = bundle.outputs(frame)
         n = len(frame)
-        if not top_k:
+        if not top_k and not keep:
             return Scored(outputs, [[] for _ in range(n)])
         # Exact TreeSHAP for every row in one call; the outputs above come from predict itself, so that they equal
         # the training pipeline's to the last bit (a sum of contributions can differ in the last place).
         contrib = bundle.contributions(frame)
         drivers = top_drivers(contrib, bundle.features, columns, target(name), top_k, self.feature_specs, supplied)
-        return Scored(outputs, drivers)
+        return Scored(outputs, drivers, contrib if keep else None)
 
-    def _answers(self, scope: str, columns: Columns, top_k: int) -> dict[str, list[dict]]:
-        """Each target of ``scope`` answered for every row of ``columns``: target name -> one answer a row."""
+    def _scores(self, scope: str, columns: Columns, top_k: int, keep: bool = False) -> dict[str, Scored]:
+        """Each target of ``scope`` scored for every row of ``columns``: target name -> :class:`Scored`."""
+        return {spec.name: self._score(spec.name, columns, top_k, keep=keep) for spec in of_scope(scope)}
+
+    def _told(self, scored: dict[str, Scored]) -> dict[str, list[dict]]:
+        """Each target's scores as answers in the fields of its response model: target name -> one answer a row."""
         return {
-            spec.name: ANSWERS[spec.kind](
-                spec, self._score(spec.name, columns, top_k), self.bundles[spec.name], self.settings
-            )
-            for spec in of_scope(scope)
+            name: ANSWERS[target(name).kind](target(name), s, self.bundles[name], self.settings)
+            for name, s in scored.items()
         }
 
     # ---------------------------------------------------------------------------------------------- validation
@@ -248,15 +268,38 @@ class Engine:
     ) -> list[schemas.ProjectRisk]:
         """Each project's open milestones at ``as_of`` (all, or the given ids) with every milestone target's
         answer, and every client target's answer, in one vectorised pass over all the projects."""
+        block = self.block(project_ids, as_of, milestone_ids, top_k, field)
+        return self.projects_of(block)
+
+    def block(
+        self,
+        project_ids: list[str],
+        as_of=None,
+        milestone_ids: list[str] | None = None,
+        top_k: int = 5,
+        field: str = "project_id",
+        keep: bool = False,
+    ) -> Block:
+        """The projects' open milestones at ``as_of`` scored by every target in one vectorised pass (``keep``: with
+        every feature's contribution, for the worklists)."""
         codes = self.check_projects(project_ids, field)  # the one lookup of the ids in this request
         t = self.resolve_as_of(as_of, project_ids, codes)
         rows = self._open_milestones(project_ids, t, milestone_ids)
         projects = pd.DataFrame({"project_id": project_ids, "project_code": codes, "as_of": t})
-        project_columns = project_columns_at(self.ctx, projects)
-        client = self._answers(CLIENT, project_columns, top_k)
+        columns = {CLIENT: project_columns_at(self.ctx, projects)}
+        scored = self._scores(CLIENT, columns[CLIENT], top_k, keep)
+        if len(rows):
+            columns[MILESTONE] = milestone_columns(self.ctx, rows, columns[CLIENT])
+            scored.update(self._scores(MILESTONE, columns[MILESTONE], top_k, keep))
+        return Block(t, project_ids, rows, columns, self._told(scored), scored)
+
+    def projects_of(self, block: Block) -> list[schemas.ProjectRisk]:
+        """A block's answers as one :class:`schemas.ProjectRisk` a project."""
+        rows, t, project_ids = block.rows, block.as_of, block.project_ids
+        client = {spec.name: block.answers[spec.name] for spec in of_scope(CLIENT)}
         by_project: dict[str, list[dict]] = {p: [] for p in project_ids}
         if len(rows):
-            answers = self._answers(MILESTONE, milestone_columns(self.ctx, rows, project_columns), top_k)
+            answers = {spec.name: block.answers[spec.name] for spec in of_scope(MILESTONE)}
             for i, (milestone_id, project_id, kind, planned) in enumerate(
                 zip(rows["milestone_id"], rows["project_id"], rows["kind"], rows["planned_date"], strict=True)
             ):

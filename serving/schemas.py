@@ -25,6 +25,8 @@ AS_OF = (
     "Default: today (a date, UTC). At most max_days_after_data (settings) after the data's newest fact"
 )
 TOP_K = "drivers per prediction (default: settings.default_top_k, 5)"
+LANG = "language of the driver texts: en or zh (default: the request's Accept-Language, else en)"
+Lang = Literal["en", "zh"]
 
 
 def _request(example: dict) -> ConfigDict:
@@ -51,6 +53,7 @@ class RiskRequest(BaseModel):
         None, description="only these milestones of the project (default: all not yet reached at as_of)"
     )
     top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
+    lang: Lang | None = Field(None, description=LANG)
 
 
 class BatchRequest(BaseModel):
@@ -61,6 +64,7 @@ class BatchRequest(BaseModel):
     )
     as_of: datetime | None = Field(None, description=AS_OF)
     top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
+    lang: Lang | None = Field(None, description=LANG)
 
 
 class PredictRequest(BaseModel):
@@ -96,6 +100,21 @@ class FeaturesRequest(BaseModel):
 
     project_id: str = Field(min_length=1)
     milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
+    as_of: datetime | None = Field(None, description=AS_OF)
+
+
+class TrendRequest(BaseModel):
+    model_config = _request({"project_id": "P00142", "as_of": "2023-06-01", "weeks": 12})
+
+    project_id: str = Field(min_length=1)
+    as_of: datetime | None = Field(None, description=AS_OF)
+    weeks: int = Field(12, ge=1, le=104, description="weeks back from as_of, each scored as of its own date")
+
+
+class FactsRequest(BaseModel):
+    model_config = _request({"project_id": "P00142", "as_of": "2023-06-01"})
+
+    project_id: str = Field(min_length=1)
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
@@ -329,10 +348,80 @@ class ModelInfo(BaseModel):
     features: list[str]
     categorical_features: list[str]
     feature_details: list[FeatureInfo] = Field(default_factory=list)
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="from the test rows: the reliability curve (predicted vs observed, equal-count bins) of the "
+        "probability (P(late) for delay), metrics per horizon band, the range's coverage per band (delay)",
+    )
 
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+
+
+class TrendPoint(BaseModel):
+    as_of: datetime
+    defect_risk: float | None = Field(description="the highest defect risk over the milestones open that week")
+    expected_slip_days: float | None = Field(description="the highest expected slip over them")
+    late_probability: float | None = Field(description="the highest P(late) over them")
+    churn: float | None = Field(description="the client's churn risk")
+
+
+class TrendResponse(BaseModel):
+    project_id: str
+    as_of: datetime
+    points: list[TrendPoint] = Field(description="oldest first; weeks before the project began are left out")
+
+
+class FactsResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    project_id: str
+    as_of: datetime
+    project: dict[str, Any] = Field(description="type, region, client, planned start and end, contract value")
+    inspections: list[dict[str, Any]] = Field(description="the latest inspections known at as_of, newest first")
+    complaints: list[dict[str, Any]] = Field(description="the latest complaints known at as_of, newest first")
+    open_defects: float | None
+    open_inspections: float | None
+    open_complaints: float | None
+    spi: float | None = Field(description="schedule performance index to date")
+    cpi: float | None = Field(description="cost performance index to date")
+    cpi_recent: float | None = Field(description="cost performance index in recent weeks")
+
+
+class WorklistItem(BaseModel):
+    project_id: str
+    client_id: str | None
+    milestone_id: str | None = Field(description="null for a client target (churn)")
+    kind: str | None
+    planned_date: date | None
+    target: str
+    prediction: float = Field(description="the target's prediction: a probability, or the expected slip in days")
+    level: Level = Field(description="the prediction's level (delay: its P(late)'s) against settings.risk_levels")
+    added: float = Field(description="what the department's drivers add to the prediction, in its unit")
+    share: float = Field(description="their share of everything that pushes the prediction up (0 to 1)")
+    whatif_gain: float | None = Field(
+        description="how much the prediction falls if the department's actionable drivers were at the firm's typical "
+        "value today (null: none of its drivers is actionable)"
+    )
+    drivers: list[Driver]
+
+
+class WorklistResponse(BaseModel):
+    department: str
+    as_of: datetime
+    items: list[WorklistItem]
+    total: int = Field(description="items before the limit")
+    model_versions: dict[str, str]
+
+
+class PortfolioResponse(BaseModel):
+    as_of: datetime
+    snapshot: dict[str, Any] = Field(description="when the precomputed view was built, how long it took, its data")
+    model_versions: dict[str, str]
+    data_freshness: Freshness
+    levels: dict[str, list[float]] = Field(description="the probability cut-offs between low, medium and high")
+    projects: list[dict[str, Any]] = Field(description="one line a project open at as_of")
 
 
 class ErrorResponse(BaseModel):

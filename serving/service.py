@@ -20,18 +20,22 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import bentoml
+import pandas as pd
+from fastapi import FastAPI, Query
 from pydantic import BaseModel, ValidationError
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from eqsms.settings import Settings, get_settings
-from serving import SERVICE_NAME, schemas
+from features.datasets import today
+from serving import SERVICE_NAME, board, i18n, schemas, terminal
+from serving.openapi import ApiPages
 from serving.runtime import CHAMPION, Champion, Engine, NotReady, RequestError, load_tables
+from serving.snapshot import Snapshots
 
 logger = logging.getLogger("bentoml.service.eqsms")
 M = TypeVar("M", bound=BaseModel)
@@ -93,6 +97,8 @@ def error_response(field: str, message: str, status: int = 400) -> JSONResponse:
 def _field(loc: list | tuple) -> str:
     """A pydantic error location as one path: ``["rows", 2, "x"]`` -> ``rows[2].x``; the whole body -> ``body``."""
     out = ""
+    if len(loc) > 1 and loc[0] in ("query", "path", "header", "body"):
+        loc = loc[1:]  # FastAPI's reads say where the field was: the field's name is enough
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
@@ -111,7 +117,8 @@ def with_field(body: dict) -> dict:
 
 
 class FieldErrors:
-    """ASGI middleware: rewrites the JSON body of BentoML's 400 answers with :func:`with_field`."""
+    """ASGI middleware: rewrites the JSON body of BentoML's 400 answers (and FastAPI's 422s) with
+    :func:`with_field`."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -123,7 +130,7 @@ class FieldErrors:
         held: dict[str, Any] = {}
 
         async def relay(message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 400:
+            if message["type"] == "http.response.start" and message["status"] in (400, 422):
                 held["start"], held["body"] = message, b""
                 return
             if "start" not in held:
@@ -148,22 +155,89 @@ async def _send_rewritten(send, start: dict, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def answer(compute: Callable[[], M], fields: dict[str, str] | None = None) -> M | JSONResponse:
+def answer(compute: Callable[[], M], fields: dict[str, str] | None = None, ctx=None) -> M | JSONResponse:
     """The engine's answer (a response model already), or a 4xx naming the field when the request cannot be
-    answered (``fields`` renames the engine's field to the request's where they differ)."""
+    answered (``fields`` renames the engine's field to the request's where they differ). ``ctx``: the endpoint's
+    ``bentoml.Context`` when it takes one; BentoML then sets the status from it, so the error's status goes there."""
     try:
         return compute()
     except RequestError as err:
+        if ctx is not None:
+            ctx.response.status_code = err.status
         return error_response((fields or {}).get(err.field, err.field), err.message, err.status)
 
 
-# ------------------------------------------------------------------------------------------ GET /v1/models
-async def models_get(_: Request) -> JSONResponse:
-    service = bentoml.get_current_service()
-    return JSONResponse(schemas.ModelsResponse(models=service.engine.models()).model_dump(mode="json"))
+# ---------------------------------------------------------------------------------------------- GET /v1/...
+# The board's reads: plain GETs a browser can cache and link, in a FastAPI app mounted at /v1 (BentoML's own routes,
+# all POST, are matched first). Each finds the service instance of its worker.
+v1_get = FastAPI(title="EQSMS Risk: reads", docs_url=None, redoc_url=None, openapi_url=None)
+Department = Annotated[str, Query(description="quality, technical, safety, cost, customer service or project office")]
+LangQuery = Annotated[schemas.Lang | None, Query(description=schemas.LANG)]
 
 
-v1_get = Starlette(routes=[Route("/models", models_get, methods=["GET"])])
+def _service() -> RiskService:
+    return bentoml.get_current_service()
+
+
+@v1_get.get("/models", response_model=schemas.ModelsResponse, summary="the champions and their test evidence")
+def models_get() -> schemas.ModelsResponse:
+    """Each champion: name, version, training time, data window, test metrics, reliability curve, features."""
+    return schemas.ModelsResponse(models=_service().engine.models())
+
+
+@v1_get.get("/portfolio", response_model=schemas.PortfolioResponse, summary="every open project, precomputed")
+def portfolio_get(request: Request, lang: LangQuery = None) -> Response:
+    """Every project open at the board's as_of (today, or the day after the data's newest fact when the export is
+    older), one line each: its next milestone's defect risk, slip and range, its client's churn risk, its worst level
+    and its strongest upward driver. Precomputed once per data snapshot and models (see `snapshot`)."""
+    return _service().portfolio(i18n.pick_lang(request.headers.get("accept-language"), lang))
+
+
+@v1_get.get("/worklist", response_model=schemas.WorklistResponse, summary="a department's worklist")
+def worklist_get(
+    request: Request,
+    department: Department,
+    as_of: Annotated[
+        datetime | None, Query(description="default: the board's as_of (the precomputed snapshot)")
+    ] = None,
+    target: Annotated[str | None, Query(description="only this target's items: defect_risk, delay or churn")] = None,
+    lang: LangQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="items at most")] = 50,
+    sort: Annotated[
+        str, Query(description="risk (level, then the department's share), added, share, whatif_gain")
+    ] = "risk",
+) -> Response:
+    """The milestones and clients where the department's drivers push risk up, ranked by the prediction's level and
+    the department's share of its upward push (or by what they add, or by the what-if gain of acting on them), with
+    the drivers in words. `Accept: text/csv` for a spreadsheet. 400: an unknown department, target or sort."""
+    chosen = i18n.pick_lang(request.headers.get("accept-language"), lang)
+    targets = None if target is None else [target]
+    return _service().worklist(department, as_of, targets, chosen, limit, sort, _wants_csv(request))
+
+
+@v1_get.get("/ui/strings", summary="the board's words in a language")
+def ui_strings_get(request: Request, lang: LangQuery = None) -> dict[str, str]:
+    """Every text of the risk board, key -> text, in English or Simplified Chinese."""
+    return i18n.ui_strings(i18n.pick_lang(request.headers.get("accept-language"), lang))
+
+
+def _wants_csv(request: Request) -> bool:
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def csv_response(header: list[str], rows: list[list], name: str) -> Response:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    disposition = f'attachment; filename="{name}.csv"'
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={"content-disposition": disposition})
+
+
+UI_DIR = Path(__file__).parent / "ui"
 
 
 # ----------------------------------------------------------------------------------------------------- service
@@ -173,6 +247,7 @@ v1_get = Starlette(routes=[Route("/models", models_get, methods=["GET"])])
     traffic={"timeout": 120},
 )
 @bentoml.asgi_app(v1_get, path="/v1", name="v1_get")
+@bentoml.asgi_app(StaticFiles(directory=UI_DIR, html=True, check_dir=False), path="/ui", name="ui")
 class RiskService:
     """EQSMS Risk: defect risk, delay and client churn before each milestone, with the drivers behind them."""
 
@@ -183,10 +258,19 @@ class RiskService:
         except NotReady as err:
             refuse(err)
             raise
+        self.snapshots = Snapshots(self.engine)
         logging.getLogger("bentoml._internal.server.http_app").addFilter(BadRequestsInOneLine())
         gc.collect()
         gc.freeze()  # the loaded data and models live as long as the process: keep them out of every GC pass
-        logger.info("EQSMS Risk ready: models %s, data %s", self.engine.versions(), self.settings.data_dir)
+        snapshot = self.snapshots.current
+        logger.info(
+            "EQSMS Risk ready: models %s, data %s; %d open projects precomputed as of %s in %.1f s",
+            self.engine.versions(),
+            self.settings.data_dir,
+            len(snapshot.projects),
+            snapshot.as_of.date(),
+            snapshot.seconds,
+        )
 
     @bentoml.on_deployment
     def preflight() -> None:
@@ -204,6 +288,31 @@ class RiskService:
     def _meta(self, as_of: datetime) -> dict:
         return {"model_versions": self.engine.versions(), "data_freshness": self.engine.freshness(as_of)}
 
+    def _lang(self, ctx, lang: str | None) -> str:
+        """The language asked for: ``lang``, else the request's Accept-Language (in process: English)."""
+        return i18n.pick_lang(ctx.request.headers.get("accept-language") if ctx else None, lang)
+
+    def _told(self, project: BaseModel, lang: str) -> dict:
+        """A project's answer as a dict, its driver texts in ``lang``."""
+        return i18n.translate_project(project.model_dump(), lang, self.engine.feature_specs)
+
+    def _precomputed(self, project_id: str, as_of: datetime | None, top_k: int, lang: str) -> Response | None:
+        """The snapshot's answer for the project, serialised once, when the request asks what the snapshot holds
+        (its as_of, the default drivers, all open milestones); else None."""
+        snapshot = self.snapshots.get()
+        if top_k != self.settings.default_top_k or project_id not in snapshot.projects:
+            return None
+        t = today() if as_of is None else _naive_utc(as_of)
+        if not snapshot.answers(t):
+            return None
+        body = snapshot.serialised.get((project_id, lang))
+        if body is None:
+            project = snapshot.projects[project_id]
+            told = self._told(project, lang) if lang != "en" else dict(project)
+            body = schemas.RiskResponse(**told, **self._meta(project.as_of)).model_dump_json().encode()
+            snapshot.serialised[(project_id, lang)] = body
+        return Response(body, media_type="application/json")
+
     # ---------------------------------------------------------------------------------------------- endpoints
     # A single project takes a few milliseconds of CPU: it is answered on the event loop, which saves the hand-off
     # to a worker thread (the batch, which may take a second, keeps the thread pool).
@@ -214,21 +323,35 @@ class RiskService:
         as_of: datetime | None = None,
         milestone_ids: list[str] | None = None,
         top_k: int | None = None,
+        lang: str | None = None,
+        ctx=None,  # bentoml.Context, given by BentoML (a parameter named ctx); None when called in process
     ) -> schemas.RiskResponse:
         """One project's open milestones, each with every milestone target's answer and its drivers; the answers about
-        its client (churn risk)."""
+        its client (churn risk). Today's answers (the board's as_of) come precomputed. 404: unknown project or
+        milestone; 400: an as_of before the project began or too far after the data."""
+        chosen, k = self._lang(ctx, lang), self._top_k(top_k)
 
-        def compute() -> schemas.RiskResponse:
-            project = self.engine.risk([project_id], as_of, milestone_ids, self._top_k(top_k))[0]
-            return schemas.RiskResponse(**dict(project), **self._meta(project.as_of))
+        def compute() -> schemas.RiskResponse | Response:
+            if milestone_ids is None and (ready := self._precomputed(project_id, as_of, k, chosen)) is not None:
+                return ready
+            project = self.engine.risk([project_id], as_of, milestone_ids, k)[0]
+            told = self._told(project, chosen) if chosen != "en" else dict(project)
+            return schemas.RiskResponse(**told, **self._meta(project.as_of))
 
-        return answer(compute)
+        return answer(compute, ctx=ctx)
 
     @bentoml.api(route="/v1/risk/batch", input_spec=schemas.BatchRequest)
     def risk_batch(
-        self, project_ids: list[str] | None = None, as_of: datetime | None = None, top_k: int | None = None
+        self,
+        project_ids: list[str] | None = None,
+        as_of: datetime | None = None,
+        top_k: int | None = None,
+        lang: str | None = None,
+        ctx=None,  # bentoml.Context (see risk)
     ) -> schemas.BatchResponse:
-        """The same for many projects (default: every project open at as_of), scored in one vectorised pass."""
+        """The same for many projects (default: every project open at as_of), scored in one vectorised pass.
+        `Accept: text/csv` answers one row per open milestone. 413: more than max_batch_projects ids."""
+        chosen = self._lang(ctx, lang)
 
         def compute() -> schemas.BatchResponse:
             limit = self.settings.max_batch_projects
@@ -239,12 +362,79 @@ class RiskService:
                 t, ids = as_of, list(dict.fromkeys(project_ids))
                 if len(ids) > limit:
                     raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
-            if not ids:
-                return schemas.BatchResponse(projects=[], **self._meta(self.engine.resolve_as_of(t, [])))
-            projects = self.engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids")
-            return schemas.BatchResponse(projects=projects, **self._meta(projects[0].as_of))
+            projects = self.engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids") if ids else []
+            meta = self._meta(projects[0].as_of if projects else self.engine.resolve_as_of(t, []))
+            if ctx is not None and _wants_csv(ctx.request):
+                stale = meta["data_freshness"].stale
+                rows = [row for p in projects for row in terminal.csv_rows(self._as_answer(p, chosen), stale)]
+                return csv_response(terminal.csv_header(), rows, "risk")
+            if chosen != "en":
+                projects = [self._told(p, chosen) for p in projects]
+            return schemas.BatchResponse(projects=projects, **meta)
+
+        return answer(compute, ctx=ctx)
+
+    def _as_answer(self, project: BaseModel, lang: str) -> BaseModel:
+        return schemas.ProjectRisk(**self._told(project, lang)) if lang != "en" else project
+
+    @bentoml.api(route="/v1/trend", input_spec=schemas.TrendRequest)
+    def trend(self, project_id: str, as_of: datetime | None = None, weeks: int = 12) -> schemas.TrendResponse:
+        """The project's risks scored as of each past week up to as_of, each week seeing only its own facts: the
+        highest defect risk, slip and P(late) over its open milestones, and its client's churn risk."""
+
+        def compute() -> schemas.TrendResponse:
+            t = self.engine.resolve_as_of(as_of, [project_id])
+            return schemas.TrendResponse(
+                project_id=project_id, as_of=t, points=board.trend(self.engine, project_id, t, weeks)
+            )
 
         return answer(compute)
+
+    @bentoml.api(route="/v1/facts", input_spec=schemas.FactsRequest)
+    def facts(self, project_id: str, as_of: datetime | None = None) -> schemas.FactsResponse:
+        """What the project's risks rest on at as_of: its plan, its latest inspections and complaints as known then,
+        its open defects and complaints, its SPI and CPI."""
+        return answer(lambda: schemas.FactsResponse(**board.facts(self.engine, project_id, as_of)))
+
+    # ----------------------------------------------------------------------------------------- board's reads
+    def portfolio(self, lang: str) -> Response:
+        snapshot = self.snapshots.get()
+        lines = snapshot.lines
+        if lang != "en":
+            lines = [_told_line(line, lang, self.engine.feature_specs) for line in lines]
+        body = schemas.PortfolioResponse(
+            as_of=snapshot.as_of,
+            snapshot=snapshot.about(),
+            levels=self.settings.risk_levels,
+            projects=lines,
+            **self._meta(snapshot.as_of),
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    def worklist(
+        self, department: str, as_of: datetime | None, targets, lang: str, limit: int, sort: str, csv: bool
+    ) -> Response:
+        try:
+            snapshot = self.snapshots.get()
+            t = snapshot.as_of if as_of is None else _naive_utc(as_of)
+            if snapshot.answers(t):
+                items = snapshot.worklist(self.engine, department, sort, targets)
+            else:
+                board.check_worklist(department, sort, targets)
+                t = self.engine.resolve_as_of(t, [])
+                block = self.engine.block(self.engine.open_projects(t), t, top_k=0, keep=True)
+                items = board.worklist(self.engine, block, department, sort=sort, targets=targets)
+        except RequestError as err:
+            return error_response(err.field, err.message, err.status)
+        total, items = len(items), items[:limit]
+        if lang != "en":
+            items = [board.told_item(item, lang, self.engine.feature_specs) for item in items]
+        if csv:
+            return csv_response(terminal.WORKLIST_FIELDS, terminal.worklist_rows(items), f"worklist-{department}")
+        body = schemas.WorklistResponse(
+            department=department, as_of=t, items=items, total=total, model_versions=self.engine.versions()
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
 
     @bentoml.api(route="/v1/predict", input_spec=schemas.PredictRequest)
     def predict(self, model: str, rows: list[dict[str, Any]], top_k: int | None = None) -> schemas.PredictResponse:
@@ -271,9 +461,23 @@ class RiskService:
 
     @bentoml.api(route="/v1/models")
     def models(self) -> schemas.ModelsResponse:
-        """Each champion: name, version, alias, training time, data window, test metrics, features.
-        (Also answered to GET /v1/models; POST is what `bentoml.SyncHTTPClient.models()` sends.)"""
+        """Each champion: name, version, alias, training time, data window, test metrics, reliability curve,
+        features. (Also answered to GET /v1/models; POST is what `bentoml.SyncHTTPClient.models()` sends.)"""
         return schemas.ModelsResponse(models=self.engine.models())
 
 
+def _naive_utc(value: datetime) -> pd.Timestamp:
+    t = pd.Timestamp(value)
+    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
+
+
+def _told_line(line: dict, lang: str, specs) -> dict:
+    """A portfolio line with its top driver's text in ``lang``."""
+    driver = line.get("top_driver")
+    if not driver:
+        return line
+    return {**line, "top_driver": {**driver, "text": i18n.driver_text(driver, driver["target"], lang, specs)}}
+
+
 RiskService.add_asgi_middleware(FieldErrors)
+RiskService.add_asgi_middleware(ApiPages)

@@ -121,25 +121,83 @@ def csv_header() -> list[str]:
     return [*head, "data_stale"]
 
 
-def csv_rows(answer: schemas.RiskResponse) -> list[list[object]]:
-    """One flat row per open milestone, in the order of :func:`csv_header`."""
-    client = [v for spec in of_scope(CLIENT) for v in _values(spec, getattr(answer, spec.name), False)]
+def csv_rows(project: schemas.ProjectRisk, stale: bool) -> list[list[object]]:
+    """One flat row per open milestone, in the order of :func:`csv_header` (a project with none open: one row of
+    its client's answers, the milestone columns empty); ``stale``: the data's freshness flag of the answer."""
+    client = [v for spec in of_scope(CLIENT) for v in _values(spec, getattr(project, spec.name), False)]
+    head: list[object] = [project.project_id, project.client_id or "", project.as_of.isoformat()]
+    empty = ["", "", ""] + ["" for spec in of_scope(MILESTONE) for _ in _columns(spec, True)]
     rows = []
-    for m in answer.milestones:
-        row: list[object] = [
-            answer.project_id,
-            answer.client_id or "",
-            answer.as_of.isoformat(),
-            m.milestone_id,
-            m.kind or "",
-            m.planned_date.isoformat() if m.planned_date else "",
-        ]
+    for m in project.milestones:
+        row = [*head, m.milestone_id, m.kind or "", m.planned_date.isoformat() if m.planned_date else ""]
         row += [v for spec in of_scope(MILESTONE) for v in _values(spec, getattr(m, spec.name), True)]
-        rows.append([*row, *client, answer.data_freshness.stale])
-    return rows
+        rows.append([*row, *client, stale])
+    return rows or [[*head, *empty, *client, stale]]
 
 
 def write_csv(answer: schemas.RiskResponse, out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(csv_header())
-    writer.writerows(csv_rows(answer))
+    writer.writerows(csv_rows(answer, answer.data_freshness.stale))
+
+
+# -------------------------------------------------------------------------------------------------------- worklist
+WORKLIST_FIELDS = [
+    "project_id",
+    "client_id",
+    "milestone_id",
+    "kind",
+    "planned_date",
+    "target",
+    "prediction",
+    "level",
+    "added",
+    "share",
+    "whatif_gain",
+    "drivers",
+]
+
+
+def worklist_rows(items: list[dict]) -> list[list[object]]:
+    """A worklist's items (``schemas.WorklistItem`` dicts) as CSV rows of :data:`WORKLIST_FIELDS`, the drivers'
+    texts joined."""
+    return [
+        [
+            *("" if item[c] is None else item[c] for c in WORKLIST_FIELDS[:-1]),
+            "; ".join(d["text"] for d in item["drivers"]),
+        ]
+        for item in items
+    ]
+
+
+def _amount(target_name: str, value: float | None) -> str:
+    """A prediction or a change of it in the target's unit: percentage points or days."""
+    if value is None:
+        return "–"
+    return f"{value:.0f} d" if target_name == "delay" else f"{value:.0%}"
+
+
+def worklist_table(answer: schemas.WorklistResponse) -> Table:
+    """One row per item: where, which prediction, what the department's drivers add, the what-if gain, the drivers."""
+    out = Table(
+        title=f"{answer.department} worklist as of {answer.as_of:%Y-%m-%d}: {len(answer.items)} of {answer.total}",
+        title_justify="left",
+        show_lines=True,
+        highlight=False,
+    )
+    for column in ("project", "milestone", "target", "prediction", "added", "share", "what-if gain"):
+        out.add_column(column, no_wrap=True)
+    out.add_column("the department's drivers", overflow="fold")
+    for item in answer.items:
+        prediction = Text(f"{_amount(item.target, item.prediction)} ({item.level})", LEVEL_STYLE.get(item.level, ""))
+        out.add_row(
+            item.project_id,
+            item.milestone_id or f"client {item.client_id or ''}",
+            item.target,
+            prediction,
+            _amount(item.target, item.added),
+            f"{item.share:.0%}",
+            _amount(item.target, item.whatif_gain),
+            drivers_text(item.drivers),
+        )
+    return out

@@ -71,3 +71,27 @@ def champions(tmp_path_factory) -> Champions:
     oracle = read_oracle(data_dir)
     outcomes = {name: run_target(ds, settings, oracle, str(data_dir), True, client) for name, ds in datasets.items()}
     return Champions(settings, outcomes)
+
+
+SERVED_MAX_BATCH = 50  # the served service's max_batch_projects: small, so that the limit is easy to test
+
+
+@pytest.fixture(scope="session")
+def served(champions):
+    """The service class instantiated in process, and the ASGI app behind a test client (its own instance), on the
+    champions. One for the session: BentoML registers its metrics once a process."""
+    import warnings
+
+    from serving.service import RiskService
+
+    with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test client works the same with httpx
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from starlette.testclient import TestClient
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
+        mp.setenv("EQSMS_DATA_DIR", str(champions.data_dir))
+        mp.setenv("EQSMS_MAX_BATCH_PROJECTS", str(SERVED_MAX_BATCH))
+        service = RiskService()
+        with TestClient(RiskService.to_asgi()) as http:
+            yield service, http

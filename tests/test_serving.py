@@ -19,6 +19,7 @@ from serving import schemas
 from serving.runtime import NotReady
 from serving.service import RiskService, with_field
 from tests.agreement import assert_same_milestone_answer
+from tests.conftest import SERVED_MAX_BATCH
 
 with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test client works the same with httpx
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -27,24 +28,11 @@ with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test clien
 # From the committed sample world (data_samples/world): an open project, its milestones ahead of and behind AS_OF.
 PROJECT, AHEAD, REACHED, AS_OF = "P00142", "M000778", "M000774", "2023-06-01"
 OTHER_PROJECTS_MILESTONE = "M000001"
-MAX_BATCH = 50
 
 
 def risk_of(service, **request):
     """The service's /v1/risk method, called in process (it is a coroutine: it runs on the event loop)."""
     return asyncio.run(service.risk(**request))
-
-
-@pytest.fixture(scope="module")
-def served(champions):
-    """The service class instantiated in process, and the ASGI app behind a test client (its own instance)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
-        mp.setenv("EQSMS_DATA_DIR", str(champions.data_dir))
-        mp.setenv("EQSMS_MAX_BATCH_PROJECTS", str(MAX_BATCH))
-        service = RiskService()
-        with TestClient(RiskService.to_asgi()) as http:
-            yield service, http
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +100,14 @@ def test_batch_defaults_to_every_project_open_at_as_of(service):
     ids = [p.project_id for p in batch.projects]
     assert ids == service.engine.open_projects(t)
     assert (projects.loc[ids, "planned_start"] <= t).all() and not (projects.loc[ids, "actual_end"] < t).any()
-    assert len(batch.projects) > MAX_BATCH  # the size limit is for the ids a caller sends
+    assert len(batch.projects) > SERVED_MAX_BATCH  # the size limit is for the ids a caller sends
 
 
 def test_engine_errors_become_4xx_responses_in_process(service):
     unknown = risk_of(service, project_id="P99999")
     assert isinstance(unknown, JSONResponse) and unknown.status_code == 404
     assert body(unknown) == {"error": "project_id: unknown project id(s): P99999", "field": "project_id"}
-    too_many = service.risk_batch(project_ids=[f"P{i:05d}" for i in range(1, MAX_BATCH + 2)])
+    too_many = service.risk_batch(project_ids=[f"P{i:05d}" for i in range(1, SERVED_MAX_BATCH + 2)])
     assert too_many.status_code == 413 and body(too_many)["field"] == "project_ids"
 
 
@@ -173,8 +161,10 @@ def test_models_by_get_and_post(service, http):
 def test_health_openapi_and_examples(http):
     assert http.get("/livez").status_code == 200 and http.get("/readyz").status_code == 200
     spec = http.get("/docs.json").json()
-    for route in ("/v1/risk", "/v1/risk/batch", "/v1/features", "/v1/predict", "/v1/whatif", "/v1/models"):
+    for route in ("/v1/risk", "/v1/risk/batch", "/v1/features", "/v1/predict", "/v1/whatif", "/v1/trend", "/v1/facts"):
         assert "post" in spec["paths"][route]
+    for route in ("/v1/models", "/v1/portfolio", "/v1/worklist"):  # the reads a browser makes (POST /v1/models too)
+        assert "get" in spec["paths"][route]
     request = spec["paths"]["/v1/risk"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert request["example"]["project_id"] == PROJECT
     answer = spec["paths"]["/v1/risk"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]

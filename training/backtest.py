@@ -26,6 +26,7 @@ Pure apart from :func:`log_backtest` (MLflow) and :func:`write_results`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -262,14 +263,20 @@ def _pooled(spec: TargetSpec, folds: list[tuple[str, TrainResult]]) -> dict[str,
     return out
 
 
-def run_lopo(model: str, ds: Dataset, settings: Settings) -> dict:
+def run_lopo(
+    model: str, ds: Dataset, settings: Settings, progress: Callable[[str, int, int], None] | None = None
+) -> dict:
     """Leave-one-project-out: per project, pooled over all projects' test rows, and the mean over the projects
-    where the headline metric is defined, the model against the reference class."""
+    where the headline metric is defined, the model against the reference class. ``progress(what, done, total)``,
+    if given, hears of each project's fold before it is fitted."""
     spec = target(model)
     headline = spec.headline
     done: list[tuple[str, TrainResult]] = []
     folds = []
-    for project, split in leave_one_project_out(ds, settings):
+    splits = leave_one_project_out(ds, settings)
+    for k, (project, split) in enumerate(splits):
+        if progress:
+            progress(f"leave-one-project-out: project {project}", k, len(splits))
         result = train_target(ds, settings, split=split, backtest_splits=[])
         done.append((project, result))
         label = ds.frame[spec.label].to_numpy()[split.test]
@@ -567,15 +574,24 @@ def run_backtest(
     drop: tuple[str, ...] | None = None,
     lopo: bool | None = None,
     how: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Backtest:
     """Backtest ``model`` on validated tables: the split (``how``, see :func:`choose_split`), rolling-origin folds,
-    and (on data with few projects, or when asked) leave-one-project-out."""
+    and (on data with few projects, or when asked) leave-one-project-out. ``progress(what, done, total)``, if given,
+    hears of each step as it starts (``done`` and ``total`` count the leave-one-project-out folds there)."""
+
+    def step(what: str) -> None:
+        if progress:
+            progress(what, 0, 0)
+
     settings = settings.model_copy(update={"delay_objective": settings.backtest_delay_objective})
     drop = plan_features(settings) if drop is None else drop
+    step("building the dataset")
     ctx = Context.build(tables, settings)
     ds = build_dataset(tables, model, settings, drop, ctx)
     split, kind, left_out, note = choose_split(model, ds, settings, how)
     folds = project_rolling_origin(ds, settings) if kind == "project-time" else None
+    step(f"fitting and testing on a {kind} split ({len(ds.frame):,} rows), then the rolling-origin folds")
     result = train_target(ds, settings, split=split, backtest_splits=folds)
     spec = target(model)
     strat = strategy(spec.kind)
@@ -613,8 +629,9 @@ def run_backtest(
         },
     )
     if lopo if lopo is not None else n_projects <= LOPO_MAX_PROJECTS:
-        backtest.lopo = run_lopo(model, ds, settings)
+        backtest.lopo = run_lopo(model, ds, settings, progress)
     if strat.reports_censoring:
+        step("censoring: the open milestones")
         backtest.censoring = censoring(ctx, ds, split, kind, settings, result)
     return backtest
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import fail, one_of
+from eqsms.cli_kit import console, fail, one_of, print_table, progress, summary, took, where
 from eqsms.settings import data_name, get_settings
 from features.targets import MILESTONE, of_scope
 
-console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 MODELS = tuple(spec.name for spec in of_scope(MILESTONE))  # training.backtest.MODELS, without importing training
 
@@ -47,7 +46,9 @@ def backtest(
     A project's rows stay on one side. Checks issue 5's target, logs the run to MLflow (experiment
     eqsms-backtest-<data>-<model>; no model is registered) and writes a results file.
     """
+    started = time.monotonic()
     from features.io import ContractError
+    from features.targets import TargetUnavailable
     from features.validate import load
     from training.backtest import (
         BacktestError,
@@ -60,8 +61,8 @@ def backtest(
     settings = backtest_settings(get_settings(), horizon_days)
     dataset = name or data_name(data_dir)
     try:
-        data = load(data_dir)
-        with console.status(f"{model}: backtesting on {data_dir}"):
+        with progress(f"{model}: backtesting on {data_dir}") as shown:
+            data = load(data_dir, progress=shown.hook(f"validating {data_dir}", count=True))
             bt = run_backtest(
                 data.tables,
                 model,
@@ -70,15 +71,34 @@ def backtest(
                 drop=() if plan_features else None,
                 lopo=lopo,
                 how=split,
+                progress=shown.hook(model, count=True),
             )
-    except (ContractError, BacktestError) as err:
+    except (ContractError, BacktestError, TargetUnavailable) as err:
         fail(f"cannot backtest {data_dir}", err)
     if log:
-        info = log_backtest(bt, settings, str(data_dir))
+        with progress(f"{model}: logging to MLflow"):
+            info = log_backtest(bt, settings, str(data_dir))
         console.print(f"MLflow: experiment {info['experiment']}, run {info['run_id']} ({settings.tracking_uri})")
     path = write_results(bt, out or settings.work_dir / "backtests" / f"{dataset}-{model}.json")
     print_backtest(bt)
     console.print(f"results: {path}")
+    t = bt.target
+    said = {
+        "rows": f"{bt.rows['dataset']:,} ({bt.rows['train']:,} train, {bt.rows['calibration']:,} calibration, "
+        f"{bt.rows['test']:,} test)",
+        "target": ("MET" if t["met"] else "NOT MET")
+        + (
+            f" (MAE {t['model']:.1f} vs reference class {t['reference_class']:.1f} days)"
+            if t["metric"] == "mae"
+            else f" (ROC-AUC {t['model']:.3f} vs reference class {t['reference_class']:.3f})"
+        ),
+    }
+    if bt.lopo and bt.lopo.get("folds"):
+        said["leave-one-project-out"] = f"{len(bt.lopo['folds'])} projects"
+    said["results"] = where(path)
+    if log:
+        said["MLflow"] = f"experiment {info['experiment']}, run {info['run_id']}"
+    summary(f"backtested {model} on {where(data_dir)}", said | {"time": took(started)})
 
 
 def print_backtest(bt) -> None:
@@ -103,7 +123,7 @@ def print_backtest(bt) -> None:
         table.add_column(col.replace("_", " "), justify="left" if col == "metric" else "right")
     for row in summary_rows(bt):
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     console.print(_target_line("target", bt.target), highlight=False)
     if bt.lopo and bt.lopo.get("target"):
         mean = bt.lopo["mean_over_projects"]
@@ -154,7 +174,7 @@ def print_censoring(c: dict) -> None:
             f"{t['reference_class_mae_ipcw']:.1f}",
             f"{t['mae_reduction_ipcw']:+.1%}",
         )
-    console.print(table)
+    print_table(table)
     if m := c.get("ipcw_margin"):
         said = "; ".join(
             f"{name.replace('_', ' ')}: coverage {p['coverage_ipcw']:.1%} IPCW, {p['coverage_labelled']:.1%} labelled, "
@@ -185,7 +205,7 @@ def print_censoring(c: dict) -> None:
             f"{lo:.1%} .. {hi:.1%}",
             f"{part['coverage_ipcw']:.1%}",
         )
-    console.print(parts)
+    print_table(parts)
 
 
 def _target_line(what: str, t: dict) -> str:

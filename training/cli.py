@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import fail, one_of
+from eqsms.cli_kit import console, fail, one_of, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
 from features.targets import TARGETS
 
-console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 MODELS = (*TARGETS, "all")
 _model_option = one_of(MODELS)
@@ -57,6 +56,7 @@ def train(
     ] = None,
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
+    started = time.monotonic()
     from features.cli import load_or_exit
     from training.evaluate import TooFewRows, read_oracle
     from training.pipeline import Outcome, all_targets, band_rows, run_target, summary_rows, training_datasets
@@ -88,8 +88,12 @@ def train(
         datasets, oracle, source = {ds.meta["model_name"]: ds}, None, str(dataset)
     else:
         data_dir = data_dir or settings.data_dir
-        with console.status(f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"):
-            datasets = training_datasets(data_dir, settings, all_targets(model), load_or_exit)
+        said = f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"
+        with progress(said) as shown:
+            validating = shown.hook(f"validating {data_dir}", count=True)
+            datasets = training_datasets(
+                data_dir, settings, all_targets(model), lambda d: load_or_exit(d, validating), shown.hook(count=True)
+            )
         for ds in datasets.values():
             if not isinstance(ds, str):
                 console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source})", highlight=False)
@@ -99,68 +103,84 @@ def train(
     outcomes, searches = [], {}
     trainable = [name for name, ds in datasets.items() if not isinstance(ds, str)]
     budget = Budget((budget_minutes or settings.tune_budget_minutes) * 60, trainable)
-    for name, ds in datasets.items():
-        if isinstance(ds, str):
-            console.print(f"[yellow]{name}[/]: skipped, {ds}")
-            outcomes.append(Outcome(name, skipped=ds))
-            continue
-        target_settings = settings
-        try:
-            if tune:
-                target_settings, searches[name] = _tune(name, ds, settings, budget, trials)
-            with console.status(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)"):
-                outcome = run_target(ds, target_settings, oracle, source, promote, client, force)
-        except TooFewRows as err:
-            fail(f"cannot train {name}", err)
-        if searches.get(name) and outcome.registered:
-            from training.tune import log_search
+    with progress("training", total=len(trainable)) as shown:
+        for name, ds in datasets.items():
+            if isinstance(ds, str):
+                console.print(f"[yellow]{name}[/]: skipped, {ds}")
+                outcomes.append(Outcome(name, skipped=ds))
+                continue
+            target_settings = settings
+            try:
+                if tune:
+                    target_settings, searches[name] = _tune(name, ds, settings, budget, trials, shown)
+                shown.update(f"{name}: fitting, calibrating, backtesting and logging ({len(ds.frame):,} rows)")
+                outcome = run_target(ds, target_settings, oracle, source, promote, client, force, shown.hook(name))
+            except TooFewRows as err:
+                fail(f"cannot train {name}", err)
+            shown.advance()
+            if searches.get(name) and outcome.registered:
+                from training.tune import log_search
 
-            log_search(client, outcome.registered.run_id, searches[name])
-        if outcome.skipped:
-            console.print(f"[yellow]{name}[/]: {outcome.skipped}", highlight=False, soft_wrap=True)
+                log_search(client, outcome.registered.run_id, searches[name])
+            if outcome.skipped:
+                console.print(f"[yellow]{name}[/]: {outcome.skipped}", highlight=False, soft_wrap=True)
+                outcomes.append(outcome)
+                continue
+            console.print(f"{name}: run {outcome.registered.run_id}, registered v{outcome.registered.version}")
+            for note in outcome.result.notes:
+                console.print(f"[yellow]{name}[/]: {note}", highlight=False, soft_wrap=True)
+            if outcome.decision:
+                console.print(outcome.decision.summary())
             outcomes.append(outcome)
-            continue
-        console.print(f"{name}: run {outcome.registered.run_id}, registered v{outcome.registered.version}")
-        for note in outcome.result.notes:
-            console.print(f"[yellow]{name}[/]: {note}", highlight=False, soft_wrap=True)
-        if outcome.decision:
-            console.print(outcome.decision.summary())
-        outcomes.append(outcome)
     table = RichTable(title="test rows: model against baselines and oracle")
     for col in ("model", "metric", "reference class", "linear", "oracle", "registry"):
         table.add_column(col)
-    for row in summary_rows(outcomes):
+    rows = summary_rows(outcomes)
+    for row in rows:
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     if by_band := band_rows(outcomes, settings):
         table = RichTable(title="test rows by horizon band: model (reference class)")
         for col in ("model", "band", "rows", "metric", "metric", "metric"):
             table.add_column(col)
         for row in by_band:
             table.add_row(*row)
-        console.print(table)
+        print_table(table)
     if improved := [found for found in searches.values() if found and found.improved]:
         from training.tune import tuned_settings
 
         chosen = {found.target: tuned_settings(settings, found).tuned_params[found.target] for found in improved}
         again = json.dumps({**settings.tuned_params, **chosen}, separators=(",", ":"))
         console.print(f"to train with these parameters without a search: EQSMS_TUNED_PARAMS='{again}'", soft_wrap=True)
+    trained = {row[0]: row[5] if row[1] == "-" else f"{row[1]} (reference class {row[2]}), {row[5]}" for row in rows}
+    wrote = {"dataset": where(dataset)} if dataset is not None else {"datasets": where(settings.datasets_dir)}
+    summary(
+        f"trained {sum(not o.skipped for o in outcomes)} of {len(outcomes)} models on {where(source)}",
+        trained | wrote | {"MLflow store": _absolute(settings.tracking_uri), "time": took(started)},
+    )
 
 
-def _tune(name: str, ds, settings, budget, trials: int | None):
+def _absolute(uri: str) -> str:
+    """A tracking URI with its SQLite file's path made absolute, so it names the store from any folder."""
+    sqlite = "sqlite:///"
+    return sqlite + where(uri.removeprefix(sqlite)) if uri.startswith(sqlite) else uri
+
+
+def _tune(name: str, ds, settings, budget, trials: int | None, shown):
     """Search ``ds``'s parameters within its share of the budget; the settings to train with, and the search
-    (None when the folds cannot judge parameters: the model trains with the defaults)."""
+    (None when the folds cannot judge parameters: the model trains with the defaults). ``shown``: the progress
+    display, told of each trial."""
     from training.tune import TuneError, tuned_settings
     from training.tune import tune as search
 
     seconds, most = budget.share(name), trials or settings.tune_trials
     said = f"{name}: tuning ({seconds / 60:.1f} min, {most} trials at most; {len(ds.frame):,} rows)"
-    with console.status(said) as status:
-        try:
-            found = search(ds, settings, seconds / 60, most, progress=lambda line: status.update(f"{said}: {line}"))
-        except TuneError as err:
-            console.print(f"[yellow]{name}[/]: not tuned: {err}", highlight=False, soft_wrap=True)
-            return settings, None
+    shown.update(said)
+    try:
+        found = search(ds, settings, seconds / 60, most, progress=lambda line: shown.update(f"{said}: {line}"))
+    except TuneError as err:
+        console.print(f"[yellow]{name}[/]: not tuned: {err}", highlight=False, soft_wrap=True)
+        return settings, None
     budget.spend(found.seconds)
     fmt = "{:.4f}".format
     head = f"{name}: {found.trials} trials in {found.seconds / 60:.1f} min, fold {found.metric}"

@@ -144,6 +144,7 @@ def train_target(
             "interval_coverage": settings.interval_coverage,
             "late_tolerance_days": settings.late_tolerance_days,
             "horizon_days": settings.horizon_days,
+            "evidence": evidence(spec, test_rows, pred, bands),
         }
     )
     keys = reference_keys(ds.frame[ds.feature_columns])
@@ -180,6 +181,43 @@ def refit_on_all_rows(ds: Dataset, result: TrainResult, settings: Settings) -> T
     final.meta["feature_ranges"] = feature_ranges(ds.frame[ds.feature_columns])
     result.evaluated, result.bundle = evaluated, final
     return result
+
+
+RELIABILITY_BINS = 10
+
+
+def evidence(
+    spec: TargetSpec, rows: pd.DataFrame, pred: dict[str, np.ndarray], bands: dict[str, dict[str, dict[str, float]]]
+) -> dict:
+    """What the board shows of a model's test rows beside its metrics: the reliability curve of its probability
+    (P(late) for a slip: a slip past the tolerance), in equal-count bins of the prediction, and its metrics per
+    horizon band."""
+    if spec.kind == CLASSIFIER:
+        y, p = rows[spec.label].to_numpy(dtype="float64"), pred["probability"]
+    else:
+        y, p = rows["late"].to_numpy(dtype="float64"), pred["late_probability"]
+    known = np.isfinite(y) & np.isfinite(p)
+    by_band = {band: {"rows": int(named["rows"]["count"]), **named["model"]} for band, named in bands.items()}
+    out = {
+        "reliability_of": "probability" if spec.kind == CLASSIFIER else "late_probability",
+        "reliability": reliability_points(y[known], p[known], RELIABILITY_BINS),
+        "bands": by_band,
+    }
+    if spec.kind != CLASSIFIER:
+        out["coverage_by_band"] = {band: metrics_of.get("coverage") for band, metrics_of in by_band.items()}
+    return out
+
+
+def reliability_points(y: np.ndarray, p: np.ndarray, n_bins: int) -> list[dict[str, float]]:
+    """The mean prediction, the observed rate and the row count of ``n_bins`` equal-count bins of ``p``."""
+    if not len(p):
+        return []
+    order = np.argsort(p, kind="stable")
+    return [
+        {"predicted": float(p[part].mean()), "observed": float(y[part].mean()), "count": int(len(part))}
+        for part in np.array_split(order, min(n_bins, len(p)))
+        if len(part)
+    ]
 
 
 def oracle_holds(spec: TargetSpec, band: str) -> bool:

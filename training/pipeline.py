@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,10 +145,16 @@ def run_target(
     gate: bool,
     client=None,
     force: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Outcome:
     """Train, log and register one target; with ``gate``, run the promotion gate on it. A training the registry
-    already holds (same dataset, parameters and code: :func:`training_identity`) is not repeated unless ``force``."""
+    already holds (same dataset, parameters and code: :func:`training_identity`) is not repeated unless ``force``.
+    ``progress(what, done, total)``, if given, hears of each step (fit, refit, evidence, MLflow, gate) as it starts."""
     from training.tracking import git_commit, registered_with
+
+    def step(done: int, what: str) -> None:
+        if progress:
+            progress(what, done, 5)
 
     client = client or configure(settings)
     name = ds.meta.get("model_name", ds.target)
@@ -156,25 +163,37 @@ def run_target(
     if not force and (version := registered_with(client, name, identity)):
         said = f"unchanged: version {version} learned this dataset with these parameters (--force to train again)"
         return Outcome(name, skipped=said)
+    step(0, f"fitting, calibrating, baselines and backtest folds ({len(ds.frame):,} rows)")
     result = train_target(ds, settings, oracle)
     if settings.refit_on_all_rows:
+        step(1, "refitting on all rows")
         result = refit_on_all_rows(ds, result, settings)
     with tempfile.TemporaryDirectory() as tmp:
+        step(2, "evidence: SHAP, plots, model card")
         artifacts = evidence(result, ds, Path(tmp), commit)
         tags = {**tags_of(result, ds, source), "training.identity": identity, "git_commit": commit or "unknown"}
+        step(3, "logging to MLflow and registering")
         registered = log_training(result, ds, settings, client, params_of(result, settings), tags, artifacts)
     tolerances = settings.promotion_tolerance, settings.baseline_tolerance
+    if gate:
+        step(4, "promotion gate")
     decision = promote(client, registered.target, *tolerances) if gate else None
     return Outcome(registered.target, result, registered, decision)
 
 
-def training_datasets(data_dir: Path, settings: Settings, targets: list[str], load) -> dict[str, Dataset | str]:
+def training_datasets(
+    data_dir: Path,
+    settings: Settings,
+    targets: list[str],
+    load,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Dataset | str]:
     """Each asked-for target's dataset, or the reason the data cannot label it.
 
     The datasets are the named artifacts ``eqsms features build`` writes to ``settings.datasets_dir``: one built
     from the same raw files with the same parameters is reused as it is; any other is built (``load`` validates
     ``data_dir``, only when something must be built) and written there, so one dataset has one fingerprint
-    whichever command made it.
+    whichever command made it. ``progress(what, done, total)``, if given, hears of each dataset before it is built.
     """
     data_hash = folder_fingerprint(data_dir)
     out: dict[str, Dataset | str] = {}
@@ -184,10 +203,14 @@ def training_datasets(data_dir: Path, settings: Settings, targets: list[str], lo
             out[name] = found
     missing = [name for name in targets if name not in out]
     if missing:
+        if progress:
+            progress(f"reading and validating {data_dir}", 0, len(missing))
         data = load(data_dir)
         ctx = Context.build(data.tables, settings)
         data_hash = data_hash or tables_fingerprint(data.tables)
-        for name in missing:
+        for done, name in enumerate(missing):
+            if progress:
+                progress(f"building the {name} dataset", done, len(missing))
             try:
                 ds = build_dataset(name, ctx, data_hash)
             except TargetUnavailable as err:

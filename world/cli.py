@@ -6,16 +6,15 @@ runs (an option left out means "as in settings").
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from eqsms.cli_kit import one_of
+from eqsms.cli_kit import one_of, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
 
-console = Console()
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
@@ -33,15 +32,27 @@ def generate(
 
     Defaults: <work_dir>/world (the committed sample is rewritten only when --out names it), the settings'
     generate_projects and generate_seed."""
+    started = time.monotonic()
     from world.write import generate_world
 
     s = get_settings()
-    report = generate_world(
-        n_projects=projects or s.generate_projects,
-        seed=s.generate_seed if seed is None else seed,
-        out_dir=out or s.work_dir / "world",
-        fmt=fmt,
-        dirty=dirty,
-        settings=s,
-    )
-    console.print(report.summary())
+    n_projects, out_dir = projects or s.generate_projects, out or s.work_dir / "world"
+    with progress(f"generating {n_projects:,} projects", total=2) as shown:
+        report = generate_world(
+            n_projects=n_projects,
+            seed=s.generate_seed if seed is None else seed,
+            out_dir=out_dir,
+            fmt=fmt,
+            dirty=dirty,
+            settings=s,
+            progress=shown.hook(count=True),
+        )
+    print_table(report.summary())
+    rows = {
+        "projects": f"{report.rows.get('projects', n_projects):,}",
+        "rows": f"{sum(report.rows.values()):,} in {len(report.rows)} tables ({fmt})",
+    }
+    if report.faults:
+        rows["faults"] = f"{report.faults:,} (faults.csv)"
+    rows |= {"folder": where(out_dir), "files": ", ".join(sorted(f.name for f in report.files)), "time": took(started)}
+    summary("generated a synthetic world", rows)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,10 +145,17 @@ def generate_world(
     fmt: str = "csv",
     dirty: float = 0.0,
     settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> WorldReport:
     """Simulate a world of ``n_projects`` projects with ``seed`` and write it to ``out_dir`` (the CLI's entry).
 
-    ``settings`` (read when called if none is given) supply the start date, churn window and late tolerance.
+    ``settings`` (read when called if none is given) supply the start date, churn window and late tolerance;
+    ``progress(what, done, total)``, if given, hears of each of the two steps before it starts.
     """
     _check_format(fmt, dirty)  # before the simulation, not after it
-    return write_world(simulate_world(n_projects, seed, settings=settings), Path(out_dir), fmt, dirty)
+    if progress:
+        progress(f"simulating {n_projects:,} projects", 0, 2)
+    world = simulate_world(n_projects, seed, settings=settings)
+    if progress:
+        progress(f"writing the tables and the oracle to {out_dir}", 1, 2)
+    return write_world(world, Path(out_dir), fmt, dirty)

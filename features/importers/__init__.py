@@ -11,6 +11,7 @@ the accepted rows as contract CSV files, so that ``eqsms validate`` on the outpu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -158,14 +159,20 @@ def _clear_other_formats(out_dir: Path, table: str) -> None:
         raise ContractError(f"{out_dir}: {', '.join(map(str, other))} already hold {table}; remove it or pick --out")
 
 
-def write_import(imported: Imported, out_dir: Path, quarantine_dir: Path) -> ValidatedData:
+def write_import(
+    imported: Imported,
+    out_dir: Path,
+    quarantine_dir: Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ValidatedData:
     """Validate the mapped tables like any export, write the accepted rows as ``<table>.csv`` in ``out_dir``, the
-    rejected ones to ``quarantine_dir``, and ``import_report.json`` (the report and the validation summary)."""
+    rejected ones to ``quarantine_dir``, and ``import_report.json`` (the report and the validation summary).
+    ``progress(what, done, total)``, if given, hears of each table before it is validated."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in imported.tables:
         _clear_other_formats(out_dir, name)
-    data = validate_tables(dict(imported.tables), out_dir)
+    data = validate_tables(dict(imported.tables), out_dir, progress=progress)
     for name in imported.tables:
         contract_text(data.tables[name], name).to_csv(out_dir / f"{name}.csv", index=False)
     write_quarantine(data, quarantine_dir)

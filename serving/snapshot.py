@@ -1,0 +1,115 @@
+"""Today's answers, precomputed: every open project scored once per data snapshot and set of models.
+
+The board's portfolio (10,000 open projects and more) cannot be scored per page load, and most ``/v1/risk`` calls
+ask about today. A :class:`Snapshot` scores every project open at the board's ``as_of``
+(:func:`serving.board.snapshot_as_of`: today, or the day after the data's newest fact when the export is older) in
+one vectorised pass when the service starts, and keeps the answers, the portfolio lines and, as they are first
+asked for, the department worklists. A request for another ``as_of`` is computed as before.
+
+Freshness: the snapshot is as fresh as the data and models the service loaded; it is rebuilt when the day changes
+(the next request after midnight UTC starts a rebuild in a background thread and is answered from the old one, or
+computed, until the new one is ready) and whenever the service loads new data or models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from features.contract import latest_fact
+from serving import board
+from serving.runtime import Block, Engine
+
+
+def data_fingerprint(engine: Engine) -> str:
+    """A short fingerprint of the loaded data: each table's name, rows and newest fact."""
+    digest = hashlib.sha256()
+    for name in sorted(engine.tables):
+        table = engine.tables[name]
+        digest.update(f"{name}:{len(table)}:{','.join(map(str, table.columns))};".encode())
+    digest.update(str(latest_fact(engine.tables)).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Snapshot:
+    """Every project open at ``as_of`` scored once (``block``, kept with every contribution for the worklists)."""
+
+    as_of: pd.Timestamp
+    built_at: datetime
+    seconds: float
+    fingerprint: str
+    block: Block | None
+    projects: dict  # project_id -> schemas.ProjectRisk
+    lines: list[dict]  # the portfolio, one line a project (serving.board.portfolio)
+    worklists: dict[str, list[dict]] = field(default_factory=dict)
+    serialised: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (project, lang) -> /v1/risk's body
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, engine: Engine, now: pd.Timestamp | None = None) -> Snapshot:
+        started = time.perf_counter()
+        t = board.snapshot_as_of(engine, now)
+        ids = engine.open_projects(t)
+        block = engine.block(ids, t, top_k=engine.settings.default_top_k, keep=True) if ids else None
+        projects = engine.projects_of(block) if block is not None else []
+        return cls(
+            as_of=t,
+            built_at=datetime.now(UTC),
+            seconds=round(time.perf_counter() - started, 3),
+            fingerprint=data_fingerprint(engine),
+            block=block,
+            projects={p.project_id: p for p in projects},
+            lines=board.portfolio(engine, projects),
+        )
+
+    def answers(self, as_of: pd.Timestamp) -> bool:
+        """Whether this snapshot holds the answers as of ``as_of``."""
+        return as_of == self.as_of
+
+    def worklist(self, engine: Engine, department: str, sort: str = "risk", targets=None) -> list[dict]:
+        """The department's worklist at the snapshot's ``as_of`` (every target's items computed once, then
+        filtered and ranked)."""
+        wanted = board.check_worklist(department, sort, targets)
+        with self.lock:
+            if department not in self.worklists:
+                found = board.worklist(engine, self.block, department) if self.block is not None else []
+                self.worklists[department] = found
+            items = self.worklists[department]
+        return board.ranked([item for item in items if item["target"] in wanted], sort)
+
+    def about(self) -> dict:
+        """What the board says of the snapshot."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "built_at": self.built_at.isoformat(),
+            "build_seconds": self.seconds,
+            "fingerprint": self.fingerprint,
+            "projects": len(self.projects),
+        }
+
+
+class Snapshots:
+    """The service's current snapshot, rebuilt in the background when the board's ``as_of`` moves on (a new day)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.current = Snapshot.build(engine)
+        self._rebuilding = threading.Lock()
+
+    def get(self) -> Snapshot:
+        """The current snapshot; starts a rebuild when the day has moved on (answered from the old one meanwhile)."""
+        if board.snapshot_as_of(self.engine) != self.current.as_of and self._rebuilding.acquire(blocking=False):
+            threading.Thread(target=self._rebuild, daemon=True, name="eqsms-snapshot").start()
+        return self.current
+
+    def _rebuild(self) -> None:
+        try:
+            self.current = Snapshot.build(self.engine)
+        finally:
+            self._rebuilding.release()
