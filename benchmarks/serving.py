@@ -1,8 +1,10 @@
 """Benchmark: the real service (`eqsms serve`) against MLflow's own scoring server, on loopback.
 
 Generates a world (default 1,000 projects), trains the three models into a fresh store, starts the real server,
-then measures, client included: sequential p50/p99 latency of `/v1/risk` for one project (all three models with
-drivers), throughput at concurrency 1, 4 and 16, and the time of a 1,000-project `/v1/risk/batch`. In the same run
+then measures, client included, on both paths of `/v1/risk` for one project (all three models with drivers):
+today's answers (as of the board's day, precomputed in the snapshot) and answers computed per request (as of the
+day before): sequential p50/p99 latency and throughput at concurrency 1, 4 and 16; then the time of a 1,000-project
+`/v1/risk/batch`. In the same run
 it serves the same defect-risk booster with `mlflow models serve` (logged with its signature, as registered, and
 bare, without one) and measures plain single-row predictions at concurrency 4. Prints the figures and writes
 benchmarks/results/serving.json. Every request loop is bounded in count and time, and only 127.0.0.1 is contacted.
@@ -31,7 +33,17 @@ from serving.local import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "serving.json"
-TARGETS = {"p50_ms": 10.0, "p99_ms": 30.0, "rps_at_4": 150.0, "batch_1000_s": 2.0, "ratio_to_mlflow": 3.0}
+# Computed per request: the targets of issue 9. Today's, precomputed (issue 11): at least the bare MLflow server's
+# throughput on one model at concurrency 4 (about 400 requests/s here), p50 under 5 ms.
+TARGETS = {
+    "p50_ms": 10.0,
+    "p99_ms": 30.0,
+    "rps_at_4": 150.0,
+    "batch_1000_s": 2.0,
+    "ratio_to_mlflow": 3.0,
+    "today_p50_ms": 5.0,
+    "today_rps_at_4_vs_mlflow_bare": 1.0,
+}
 
 
 def wait_ready(port: int, path: str, proc: subprocess.Popen, seconds: float = 180) -> None:
@@ -233,9 +245,13 @@ def main() -> None:
         env.pop("MLFLOW_TRACKING_URI", None)
         server, port = launch(["eqsms.cli", "serve"], REPO, env, "/readyz")
         try:
-            bodies = [json.dumps({"project_id": p, "as_of": as_of}).encode() for p in open_projects]
+            today = [json.dumps({"project_id": p, "as_of": as_of}).encode() for p in open_projects]
+            before = (pd.Timestamp(as_of) - pd.Timedelta(days=1)).date().isoformat()
+            bodies = [json.dumps({"project_id": p, "as_of": before}).encode() for p in open_projects]
             latency = sequential(port, "/v1/risk", bodies, args.requests)
             rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
+            latency_today = sequential(port, "/v1/risk", today, args.requests)
+            rates_today = [throughput(port, "/v1/risk", today, c, args.seconds) for c in (1, 4, 16)]
             batch_body = json.dumps({"project_ids": all_projects[:1000], "as_of": as_of})
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             post(conn, "/v1/risk/batch", batch_body.encode())  # warm-up
@@ -264,12 +280,16 @@ def main() -> None:
         }
 
     rps = {r["concurrency"]: r["rps"] for r in rates}
+    rps_today = {r["concurrency"]: r["rps"] for r in rates_today}
+    bare_at_4 = mlflow_runs["bare"]["throughput_at_4"]["rps"]
     report = {
         "benchmark": "serving: /v1/risk (three models with drivers) on `eqsms serve` vs `mlflow models serve`",
         "projects": args.projects,
         "open_projects": len(open_projects),
         "risk_one_project": latency,
         "throughput": rates,
+        "risk_one_project_today": latency_today,
+        "throughput_today": rates_today,
         "batch": {"projects": batch_projects, "seconds": batch_seconds},
         "mlflow_serve_defect_risk_single_row": mlflow_runs,
         # the target is judged against the model as registered (with its signature); the bare ratio is shown too
@@ -283,15 +303,21 @@ def main() -> None:
         "rps_at_4": rps[4] >= TARGETS["rps_at_4"],
         "batch_1000_s": batch_seconds < TARGETS["batch_1000_s"],
         "ratio_to_mlflow": report["ratio_rps_at_4_ours_to_mlflow"] >= TARGETS["ratio_to_mlflow"],
+        "today_p50_ms": latency_today["p50_ms"] < TARGETS["today_p50_ms"],
+        "today_rps_at_4_vs_mlflow_bare": rps_today[4] / bare_at_4 >= TARGETS["today_rps_at_4_vs_mlflow_bare"],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
     print(f"{args.projects:,} projects ({len(open_projects)} open); /v1/risk one project, three models with drivers")
-    print(
-        f"  sequential: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms ({latency['requests']} requests)"
-    )
-    for r in rates:
-        print(f"  concurrency {r['concurrency']:>2}: {r['rps']:8.1f} requests/s ({r['requests']} requests)")
+    for name, lat, rs in (
+        ("computed (as of the day before)", latency, rates),
+        ("today's (precomputed)", latency_today, rates_today),
+    ):
+        print(
+            f"  {name}: sequential p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms ({lat['requests']} requests)"
+        )
+        for r in rs:
+            print(f"    concurrency {r['concurrency']:>2}: {r['rps']:8.1f} requests/s ({r['requests']} requests)")
     print(f"  batch of {batch_projects} projects with drivers: {batch_seconds:.2f} s")
     print("mlflow models serve, defect_risk single row (one worker, its default):")
     for name, run in mlflow_runs.items():

@@ -28,6 +28,7 @@ from features.registry import (
     CUSTOMER,
     PLANNING,
     QUALITY,
+    SAFETY,
     TECHNICAL,
     Feature,
     categorical_features,
@@ -106,6 +107,7 @@ def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventS
     ip, cp, sp, mp = (ctx.code(df["project_id"]) for df in (insp, comp, surv, ms))
     opened, closed = to_seconds(insp["inspected_at"]), to_seconds(insp["closed_at"])
     defects = insp["defects_found"].to_numpy(dtype="float64")
+    safety = insp["discipline"].eq("safety").fillna(False) if "discipline" in insp else pd.Series(False, insp.index)
     received = to_seconds(comp["received_at"])
     responded, resolved = to_seconds(comp["first_response_at"]), to_seconds(comp["resolved_at"])
     done = to_seconds(ms["actual_date"])
@@ -127,10 +129,16 @@ def _build_streams(ctx: Context, t: dict[str, pd.DataFrame]) -> dict[str, EventS
             defects=defects,
             severe=(insp["max_severity"] >= 2).to_numpy(dtype="float64", na_value=0.0),
             severity=insp["max_severity"].to_numpy(dtype="float64"),
+            safety_fail=(safety & (insp["result"] == "fail")).to_numpy(dtype="float64", na_value=0.0),
+            safety_defects=np.where(safety, defects, 0.0),
         ),
         # A defect closed later is still open at as_of: closures are a stream of their own.
         "inspection_closed": EventStream.build(
-            ip, closed, defects=defects, days_to_close=(closed - opened) / SECONDS_PER_DAY
+            ip,
+            closed,
+            defects=defects,
+            days_to_close=(closed - opened) / SECONDS_PER_DAY,
+            safety_defects=np.where(safety, defects, 0.0),
         ),
         "inspection_fail": EventStream.build(ip, np.where(insp["result"] == "fail", opened, np.nan)),
         # A resource week is known once it is over: week_start + 7 days <= as_of.
@@ -322,9 +330,17 @@ _DEFECT_UP = {"defect_risk": +1}  # more of it never lowers first-pass failure r
     Feature("max_severity_to_date", "score", "worst finding severity so far: {v:.0f} of 3", QUALITY),
     Feature("days_to_close_mean", "days", "defects take {v:.1f} days to close on average", QUALITY, actionable=True),
     Feature("days_since_failed_inspection", "days", "{v:.0f} days since the last failed inspection", QUALITY),
+    Feature(
+        "safety_inspections_failed_{long}d",
+        "count",
+        "{v:.0f} failed safety inspections in the last {long} days",
+        SAFETY,
+    ),
+    Feature("safety_findings_open", "count", "{v:.0f} safety findings not closed", SAFETY, actionable=True),
 )
 def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
-    """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed."""
+    """Inspections: counts and fail rates over 30 and 90 days and to date, open defects, severity, closing speed;
+    the safety inspections' failures and open findings (the safety department's)."""
     found, closed = q.at("inspection"), q.at("inspection_closed")
     short, long = ctx.settings.short_window_days, ctx.settings.long_window_days
     out: dict[str, np.ndarray] = {}
@@ -342,6 +358,8 @@ def inspection_features(ctx: Context, rows: pd.DataFrame, q: Query) -> Columns:
     out["max_severity_to_date"] = found.running_max("severity")
     out["days_to_close_mean"] = ratio(closed.total("days_to_close"), closed.count())
     out["days_since_failed_inspection"] = (q.t - q.at("inspection_fail").latest_time()) / SECONDS_PER_DAY
+    out[f"safety_inspections_failed_{long}d"] = found.total("safety_fail", long)
+    out["safety_findings_open"] = found.total("safety_defects") - closed.total("safety_defects")
     return out
 
 

@@ -22,10 +22,11 @@ from types import MappingProxyType
 from eqsms.settings import Settings
 
 # Departments owning a feature, as an EQSMS divides responsibility (DESIGN.md): quality for inspections and defects,
-# technical for design and milestone history, cost for resources and earned value, customer service for complaints
-# and surveys, and the project office for the plan itself.
+# technical for design and milestone history, safety for safety inspections' findings, cost for resources and earned
+# value, customer service for complaints and surveys, and the project office for the plan itself.
 QUALITY, TECHNICAL, COST, CUSTOMER, PLANNING = "quality", "technical", "cost", "customer service", "project office"
-DEPARTMENTS = (QUALITY, TECHNICAL, COST, CUSTOMER, PLANNING)
+SAFETY = "safety"
+DEPARTMENTS = (QUALITY, TECHNICAL, SAFETY, COST, CUSTOMER, PLANNING)
 UNITS = ("count", "share", "ratio", "index", "days", "hours", "money", "score", "ordinal", "category")
 WINDOWS = ("short", "long", "recent")
 

@@ -77,15 +77,15 @@ def portfolio(engine: Engine, projects: Iterable) -> list[dict]:
             m = milestones[0]
             delay = m.delay
             delay_level = _level(delay.late_probability, levels["delay"])
-            line["next"] = {
+            line["next"] = {  # rounded: a line a project, 10,000 lines and more, read by a browser
                 "milestone_id": m.milestone_id,
                 "kind": m.kind,
                 "planned_date": m.planned_date.isoformat() if m.planned_date else None,
-                "defect_risk": {"probability": m.defect_risk.probability, "level": m.defect_risk.level},
+                "defect_risk": {"probability": round(m.defect_risk.probability, 4), "level": m.defect_risk.level},
                 "delay": {
-                    "expected_slip_days": delay.expected_slip_days,
-                    "range_days": delay.range_days,
-                    "late_probability": delay.late_probability,
+                    "expected_slip_days": round(delay.expected_slip_days, 1),
+                    "range_days": [round(d, 1) for d in delay.range_days],
+                    "late_probability": round(delay.late_probability, 4),
                     "delay_incurred_days": delay.delay_incurred_days,
                     "level": delay_level,
                 },
@@ -96,7 +96,7 @@ def portfolio(engine: Engine, projects: Iterable) -> list[dict]:
             ]
         churn = getattr(project, "churn", None)
         if churn is not None:
-            line["churn"] = {"probability": churn.probability, "level": churn.level}
+            line["churn"] = {"probability": round(churn.probability, 4), "level": churn.level}
             found.append((churn.level, "churn", churn.drivers))
         line["level"] = max((level for level, _, _ in found), key=_RANK.get, default="low")
         line["top_driver"] = _top_driver(found)

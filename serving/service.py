@@ -305,12 +305,12 @@ class RiskService:
         t = today() if as_of is None else _naive_utc(as_of)
         if not snapshot.answers(t):
             return None
-        body = snapshot.serialised.get((project_id, lang))
+        body = snapshot.risk_bodies.get((project_id, lang))
         if body is None:
             project = snapshot.projects[project_id]
             told = self._told(project, lang) if lang != "en" else dict(project)
             body = schemas.RiskResponse(**told, **self._meta(project.as_of)).model_dump_json().encode()
-            snapshot.serialised[(project_id, lang)] = body
+            snapshot.risk_bodies[(project_id, lang)] = body
         return Response(body, media_type="application/json")
 
     # ---------------------------------------------------------------------------------------------- endpoints
@@ -398,18 +398,22 @@ class RiskService:
 
     # ----------------------------------------------------------------------------------------- board's reads
     def portfolio(self, lang: str) -> Response:
+        """The snapshot's portfolio in ``lang``, serialised once per snapshot and language."""
         snapshot = self.snapshots.get()
-        lines = snapshot.lines
-        if lang != "en":
-            lines = [_told_line(line, lang, self.engine.feature_specs) for line in lines]
-        body = schemas.PortfolioResponse(
-            as_of=snapshot.as_of,
-            snapshot=snapshot.about(),
-            levels=self.settings.risk_levels,
-            projects=lines,
-            **self._meta(snapshot.as_of),
-        )
-        return Response(body.model_dump_json(), media_type="application/json")
+        body = snapshot.portfolio_bodies.get(lang)
+        if body is None:
+            lines = snapshot.lines
+            if lang != "en":
+                lines = [_told_line(line, lang, self.engine.feature_specs) for line in lines]
+            body = schemas.PortfolioResponse(
+                as_of=snapshot.as_of,
+                snapshot=snapshot.about(),
+                levels=self.settings.risk_levels,
+                projects=lines,
+                **self._meta(snapshot.as_of),
+            ).model_dump_json()
+            snapshot.portfolio_bodies[lang] = body = body.encode()
+        return Response(body, media_type="application/json")
 
     def worklist(
         self, department: str, as_of: datetime | None, targets, lang: str, limit: int, sort: str, csv: bool

@@ -48,7 +48,8 @@ class Snapshot:
     projects: dict  # project_id -> schemas.ProjectRisk
     lines: list[dict]  # the portfolio, one line a project (serving.board.portfolio)
     worklists: dict[str, list[dict]] = field(default_factory=dict)
-    serialised: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (project, lang) -> /v1/risk's body
+    risk_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (project, lang) -> /v1/risk's body
+    portfolio_bodies: dict[str, bytes] = field(default_factory=dict)  # lang -> /v1/portfolio's body
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

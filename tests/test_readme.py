@@ -47,8 +47,8 @@ def test_readme_eqsms_commands_run_in_order(tmp_path, monkeypatch):
         args = shlex.split(command)[1:]
         if args[0] in ("serve", "package"):
             continue  # a server and a bento: run for real, on champions, by tests/test_serving_e2e.py
-        if args[0] == "risk":
-            continue  # needs all three champions (only delay is promoted above): run by tests/test_risk_cli.py
+        if args[0] in ("risk", "worklist"):
+            continue  # all three champions (only delay is promoted above): tests/test_risk_cli.py, test_worklist_cli.py
         if args[0] == "generate" and "data_samples/world" in args:
             args[args.index("data_samples/world")] = str(tmp_path / "regenerated")  # never rewrite the sample
         result = runner.invoke(app, args)

@@ -69,10 +69,14 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
 
 def test_readme_curl_examples(server):
     commands = readme_curls()
-    assert len(commands) == 6  # one an endpoint
+    assert len(commands) == 12  # one an endpoint, and the CSV answers
     for command in commands:
         done = run(["bash", "-c", command.replace(README_URL, server.base)])
         assert done.returncode == 0, f"{command}\n{done.stderr}"
+        if "text/csv" in command:
+            header, *rows = done.stdout.splitlines()
+            assert header.startswith("project_id,client_id,") and rows, f"{command}\n{done.stdout[:500]}"
+            continue
         answer = json.loads(done.stdout)
         assert "error" not in answer, f"{command}\n{answer}"
 
