@@ -1,6 +1,6 @@
 """Benchmark: the risk board's portfolio at 10,000 open projects and more, in a real browser.
 
-Generates a large world (default 25,000 projects, about 10,000 of them open at its end) and trains the three models
+Generates a large world (default 28,000 projects, about 10,000 of them open at its end) and trains the three models
 on a small one (1,000 projects: quality is not measured here, every model is promoted), then measures:
 
 - in process: the snapshot's build (every open project scored with drivers and contributions, the portfolio lines),
@@ -13,7 +13,7 @@ on a small one (1,000 projects: quality is not measured here, every model is pro
 
 Prints the figures and writes benchmarks/results/portfolio.json. Only 127.0.0.1 is contacted.
 
-    .venv/bin/python -m benchmarks.portfolio [--projects 25000] [--loads 5]
+    .venv/bin/python -m benchmarks.portfolio [--projects 28000] [--loads 5]
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def browser(base: str, loads: int) -> dict:
             search.fill(text)
             page.wait_for_function("performance.getEntriesByName('eqsms:portfolio-drawn').length > 0", timeout=60000)
             filtered.append(time.perf_counter() - started)
-        rows = page.locator("table.portfolio tbody tr").count()
+        rows = page.locator("tr.project-row").count()
         chromium.close()
     return {
         "loads": loads,
@@ -148,7 +148,7 @@ def browser(base: str, loads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--projects", type=int, default=25_000)
+    parser.add_argument("--projects", type=int, default=28_000)
     parser.add_argument("--loads", type=int, default=5, help="page loads timed in the browser")
     args = parser.parse_args()
 

@@ -24,7 +24,6 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from features.contract import latest_fact
 from features.datasets import today
 from features.registry import DEPARTMENTS
 from features.targets import CLASSIFIER, CLIENT, MILESTONE, of_scope, target
@@ -41,10 +40,10 @@ def snapshot_as_of(engine: Engine, now: pd.Timestamp | None = None) -> pd.Timest
     """The board's default ``as_of``: today, or the day after the data's newest fact when the data ends before
     today (a sample world, an old export): the portfolio as the export knows it."""
     now = today() if now is None else now
-    newest = latest_fact(engine.tables)
+    newest = engine.latest_fact  # found once, when the engine loaded the data
     if newest is None:
         return now
-    return min(now, pd.Timestamp(newest).ceil("D"))
+    return min(now, newest.ceil("D"))
 
 
 # ----------------------------------------------------------------------------------------------------- portfolio

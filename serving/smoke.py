@@ -46,11 +46,9 @@ def summary(answer: dict) -> list[str]:
 
 
 def main() -> int:
-    from rich.console import Console
-
+    from eqsms.cli_kit import console
     from serving.cli import server_env
 
-    console = Console()
     port, log = free_port(), get_settings().work_dir / "serve_smoke.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     base = f"http://{HOST}:{port}"
