@@ -134,13 +134,13 @@ def worklist(
     limit: int | None = None,
     sort: str = "risk",
     targets: Iterable[str] | None = None,
-) -> list[dict]:
+) -> tuple[list[dict], int]:
     """The milestones and clients where ``department``'s drivers push risk up, each with the department's upward
     drivers in words, ranked by ``sort``: ``risk`` (the prediction's level, then the department's share of its
-    upward push), ``added``, ``share`` or ``whatif_gain``. ``block`` must be scored with ``keep=True``."""
+    upward push), ``added``, ``share`` or ``whatif_gain``; the first ``limit`` and how many there are in all.
+    ``block`` must be scored with ``keep=True``."""
     wanted = check_worklist(department, sort, targets)
-    items = [item for name in wanted if name in block.scored for item in _items(engine, block, name, department)]
-    return ranked(items, sort)[:limit] if limit else ranked(items, sort)
+    return told_items(engine, block, department, ranked(worklist_table(engine, block, department), sort, wanted), limit)
 
 
 def check_worklist(department: str, sort: str, targets: Iterable[str] | None) -> list[str]:
@@ -156,6 +156,65 @@ def check_worklist(department: str, sort: str, targets: Iterable[str] | None) ->
     return [name for name in wanted if targets is None or name in targets]
 
 
+def worklist_table(engine: Engine, block: Block, department: str) -> pd.DataFrame:
+    """Every item of the department's worklist, one row each, without its drivers' words (told only for the items
+    a request returns, :func:`told_items`): target, row of the block, project, prediction, level, added, share,
+    what-if gain."""
+    parts = [_table(engine, block, spec.name, department) for spec in [*of_scope(MILESTONE), *of_scope(CLIENT)]]
+    return pd.concat([p for p in parts if p is not None and len(p)] or [_EMPTY], ignore_index=True)
+
+
+_EMPTY = pd.DataFrame(
+    {c: pd.Series(dtype=t) for c, t in (("target", object), ("row", int), ("project_id", object), ("level", object))}
+    | {c: pd.Series(dtype=float) for c in ("prediction", "added", "share", "whatif_gain")}
+)
+
+
+def ranked(table: pd.DataFrame, sort: str, targets: list[str]) -> pd.DataFrame:
+    """The items of ``targets`` ordered by ``sort`` (see :func:`worklist`), largest first, ties by project id."""
+    table = table[table["target"].isin(targets)]
+    if sort == "risk":
+        keys = pd.DataFrame({"level": -table["level"].map(_RANK), "share": -table["share"], "id": table["project_id"]})
+    else:
+        keys = pd.DataFrame({"by": -table[sort].fillna(0.0), "id": table["project_id"]})
+    return table.iloc[np.lexsort([keys[c].to_numpy() for c in reversed(keys.columns)])]
+
+
+def told_items(
+    engine: Engine, block: Block, department: str, table: pd.DataFrame, limit: int | None
+) -> tuple[list[dict], int]:
+    """The first ``limit`` rows of a ranked worklist table as items (``schemas.WorklistItem``), each with the
+    department's upward drivers in words (at most ``WORKLIST_DRIVERS``), and the number of rows in all."""
+    chosen = table.head(limit) if limit else table
+    drivers: dict[tuple[str, int], list[dict]] = {}
+    for name, rows in chosen.groupby("target", sort=False)["row"]:
+        told = _department_drivers(engine, block, name, department, rows.to_numpy())
+        drivers.update({(name, int(r)): d for r, d in zip(rows, told, strict=True)})
+    items = []
+    for item in chosen.to_dict("records"):
+        row, name = int(item.pop("row")), item["target"]
+        milestone = target(name).scope == MILESTONE
+        where = block.rows.iloc[row] if milestone else None
+        gain = item["whatif_gain"]
+        items.append(
+            {
+                "project_id": item["project_id"],
+                "client_id": engine._client(item["project_id"]),
+                "target": name,
+                "milestone_id": str(where["milestone_id"]) if milestone else None,
+                "kind": _text(where["kind"]) if milestone else None,
+                "planned_date": where["planned_date"].date().isoformat() if milestone else None,
+                "prediction": float(item["prediction"]),
+                "level": item["level"],
+                "added": float(item["added"]),
+                "share": float(item["share"]),
+                "whatif_gain": None if pd.isna(gain) else float(gain),
+                "drivers": drivers[(name, row)],
+            }
+        )
+    return items, len(table)
+
+
 def told_item(item: dict, lang: str, specs) -> dict:
     """A worklist item with its drivers' texts in ``lang`` (English: as it is)."""
     if lang == "en":
@@ -166,63 +225,57 @@ def told_item(item: dict, lang: str, specs) -> dict:
     return {**item, "drivers": drivers}
 
 
-def ranked(items: list[dict], sort: str) -> list[dict]:
-    """``items`` ordered by ``sort`` (see :func:`worklist`), largest first, ties by project id."""
-    if sort == "risk":
-        return sorted(items, key=lambda item: (-_RANK[item["level"]], -item["share"], item["project_id"]))
-    return sorted(items, key=lambda item: (-(item[sort] or 0.0), item["project_id"]))
+def _owned(engine: Engine, name: str, department: str) -> np.ndarray:
+    """Which of the model's features the department owns (the registry's declaration)."""
+    return np.array(
+        [getattr(engine.feature_specs.get(f), "department", None) == department for f in engine.bundles[name].features]
+    )
 
 
-def _items(engine: Engine, block: Block, name: str, department: str) -> list[dict]:
-    spec, bundle, scored = target(name), engine.bundles[name], block.scored[name]
+def _upward(block: Block, name: str, n_features: int) -> np.ndarray:
+    scored = block.scored[name]
     if scored.contributions is None:
         raise ValueError("worklist: the block was scored without its contributions (keep=True)")
-    features = bundle.features
-    specs = engine.feature_specs
-    owned = np.array([getattr(specs.get(f), "department", None) == department for f in features])
-    contrib = scored.contributions[:, : len(features)]
-    up = np.where(contrib > 0, contrib, 0.0)
+    contrib = scored.contributions[:, :n_features]
+    return np.where(contrib > 0, contrib, 0.0)
+
+
+def _table(engine: Engine, block: Block, name: str, department: str) -> pd.DataFrame | None:
+    """The rows of one target where the department's drivers push the prediction up."""
+    if name not in block.scored:
+        return None  # no open milestones: no milestone target scored
+    spec, scored = target(name), block.scored[name]
+    owned = _owned(engine, name, department)
+    up = _upward(block, name, len(owned))
     added_raw = (up * owned).sum(axis=1)
     total_up = up.sum(axis=1)
     share = np.divide(added_raw, total_up, out=np.zeros_like(added_raw), where=total_up > 0)
     prediction, added = _prediction_and_added(spec.kind, scored.outputs, added_raw)
-    levels = _levels(engine, name, scored.outputs)
-    gain = _whatif_gain(engine, block, name, owned & (contrib > 0))
-    columns = block.columns[spec.scope]
-    milestone = spec.scope == MILESTONE
+    gain = _whatif_gain(engine, block, name, owned & (up > 0))
     chosen = np.flatnonzero(added_raw > 0)
-    mine = np.where(owned & (contrib > 0), contrib, 0.0)[chosen]
-    told = top_drivers(
-        mine,
-        features,
-        {f: np.asarray(columns[f])[chosen] for f in features if f in columns},
-        spec,
-        WORKLIST_DRIVERS,
-        engine.feature_specs,
+    ids = block.rows["project_id"].to_numpy() if spec.scope == MILESTONE else block.columns[CLIENT]["project_id"]
+    return pd.DataFrame(
+        {
+            "target": name,
+            "row": chosen,
+            "project_id": np.asarray(ids, dtype=object)[chosen],
+            "prediction": prediction[chosen],
+            "level": np.asarray(_levels(engine, name, scored.outputs), dtype=object)[chosen],
+            "added": added[chosen],
+            "share": share[chosen],
+            "whatif_gain": np.full(len(chosen), np.nan) if gain is None else gain[chosen],
+        }
     )
-    items = []
-    for drivers, i in zip(told, chosen, strict=True):
-        project_id = str(block.rows["project_id"].iloc[i]) if milestone else str(columns["project_id"][i])
-        item = {"project_id": project_id, "client_id": engine._client(project_id), "target": name}
-        if milestone:
-            row = block.rows.iloc[i]
-            item.update(
-                milestone_id=str(row["milestone_id"]),
-                kind=_text(row["kind"]),
-                planned_date=row["planned_date"].date().isoformat(),
-            )
-        else:
-            item.update(milestone_id=None, kind=None, planned_date=None)
-        item.update(
-            prediction=float(prediction[i]),
-            level=levels[i],
-            added=float(added[i]),
-            share=float(share[i]),
-            whatif_gain=None if gain is None else float(gain[i]),
-            drivers=drivers,
-        )
-        items.append(item)
-    return items
+
+
+def _department_drivers(engine: Engine, block: Block, name: str, department: str, rows: np.ndarray) -> list:
+    """The department's upward drivers of ``rows`` of the block, in words, largest first."""
+    spec, features = target(name), engine.bundles[name].features
+    owned = _owned(engine, name, department)
+    mine = (_upward(block, name, len(features)) * owned)[rows]
+    columns = block.columns[spec.scope]
+    values = {f: np.asarray(columns[f])[rows] for f in features if f in columns}
+    return top_drivers(mine, features, values, spec, WORKLIST_DRIVERS, engine.feature_specs)
 
 
 def _levels(engine: Engine, name: str, outputs: dict[str, np.ndarray]) -> list[str]:

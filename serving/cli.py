@@ -230,12 +230,12 @@ def worklist_in_process(department: str, as_of: str | None, target: str | None, 
         board.check_worklist(department, sort, targets)
         t = board.snapshot_as_of(engine) if as_of is None else engine.resolve_as_of(as_of, [])
         block = engine.block(engine.open_projects(t), t, top_k=0, keep=True)
-        items = board.worklist(engine, block, department, sort=sort, targets=targets)
+        items, total = board.worklist(engine, block, department, limit, sort, targets)
     except RequestError as err:
         fail("cannot make the worklist", _hint(err.field, str(err)))
-    told = [board.told_item(item, lang, engine.feature_specs) for item in items[:limit]]
+    told = [board.told_item(item, lang, engine.feature_specs) for item in items]
     return schemas.WorklistResponse(
-        department=department, as_of=t, items=told, total=len(items), model_versions=engine.versions()
+        department=department, as_of=t, items=told, total=total, model_versions=engine.versions()
     )
 
 

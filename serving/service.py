@@ -422,15 +422,14 @@ class RiskService:
             snapshot = self.snapshots.get()
             t = snapshot.as_of if as_of is None else _naive_utc(as_of)
             if snapshot.answers(t):
-                items = snapshot.worklist(self.engine, department, sort, targets)
+                items, total = snapshot.worklist(self.engine, department, sort, targets, limit)
             else:
                 board.check_worklist(department, sort, targets)
                 t = self.engine.resolve_as_of(t, [])
                 block = self.engine.block(self.engine.open_projects(t), t, top_k=0, keep=True)
-                items = board.worklist(self.engine, block, department, sort=sort, targets=targets)
+                items, total = board.worklist(self.engine, block, department, limit, sort, targets)
         except RequestError as err:
             return error_response(err.field, err.message, err.status)
-        total, items = len(items), items[:limit]
         if lang != "en":
             items = [board.told_item(item, lang, self.engine.feature_specs) for item in items]
         if csv:

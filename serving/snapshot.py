@@ -3,8 +3,8 @@
 The board's portfolio (10,000 open projects and more) cannot be scored per page load, and most ``/v1/risk`` calls
 ask about today. A :class:`Snapshot` scores every project open at the board's ``as_of``
 (:func:`serving.board.snapshot_as_of`: today, or the day after the data's newest fact when the export is older) in
-one vectorised pass when the service starts, and keeps the answers, the portfolio lines and, as they are first
-asked for, the department worklists. A request for another ``as_of`` is computed as before.
+one vectorised pass when the service starts, and keeps the answers, the portfolio lines and the department
+worklists' items. A request for another ``as_of`` is computed as before.
 
 Freshness: the snapshot is as fresh as the data and models the service loaded; it is rebuilt when the day changes
 (the next request after midnight UTC starts a rebuild in a background thread and is answered from the old one, or
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from features.contract import latest_fact
+from features.registry import DEPARTMENTS
 from serving import board
 from serving.runtime import Block, Engine
 
@@ -47,10 +48,9 @@ class Snapshot:
     block: Block | None
     projects: dict  # project_id -> schemas.ProjectRisk
     lines: list[dict]  # the portfolio, one line a project (serving.board.portfolio)
-    worklists: dict[str, list[dict]] = field(default_factory=dict)
+    worklists: dict[str, pd.DataFrame] = field(default_factory=dict)  # department -> serving.board.worklist_table
     risk_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (project, lang) -> /v1/risk's body
     portfolio_bodies: dict[str, bytes] = field(default_factory=dict)  # lang -> /v1/portfolio's body
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(cls, engine: Engine, now: pd.Timestamp | None = None) -> Snapshot:
@@ -59,6 +59,8 @@ class Snapshot:
         ids = engine.open_projects(t)
         block = engine.block(ids, t, top_k=engine.settings.default_top_k, keep=True) if ids else None
         projects = engine.projects_of(block) if block is not None else []
+        # Every department's worklist ranked now (its what-if rescoring is the costly part), its words per request.
+        worklists = {d: board.worklist_table(engine, block, d) for d in DEPARTMENTS} if block is not None else {}
         return cls(
             as_of=t,
             built_at=datetime.now(UTC),
@@ -67,22 +69,23 @@ class Snapshot:
             block=block,
             projects={p.project_id: p for p in projects},
             lines=board.portfolio(engine, projects),
+            worklists=worklists,
         )
 
     def answers(self, as_of: pd.Timestamp) -> bool:
         """Whether this snapshot holds the answers as of ``as_of``."""
         return as_of == self.as_of
 
-    def worklist(self, engine: Engine, department: str, sort: str = "risk", targets=None) -> list[dict]:
-        """The department's worklist at the snapshot's ``as_of`` (every target's items computed once, then
-        filtered and ranked)."""
+    def worklist(
+        self, engine: Engine, department: str, sort: str = "risk", targets=None, limit: int | None = None
+    ) -> tuple[list[dict], int]:
+        """The department's worklist at the snapshot's ``as_of``: its items (found when the snapshot was built)
+        ranked by ``sort``, the drivers told for the ``limit`` items returned."""
         wanted = board.check_worklist(department, sort, targets)
-        with self.lock:
-            if department not in self.worklists:
-                found = board.worklist(engine, self.block, department) if self.block is not None else []
-                self.worklists[department] = found
-            items = self.worklists[department]
-        return board.ranked([item for item in items if item["target"] in wanted], sort)
+        if self.block is None:
+            return [], 0
+        table = self.worklists[department]
+        return board.told_items(engine, self.block, department, board.ranked(table, sort, wanted), limit)
 
     def about(self) -> dict:
         """What the board says of the snapshot."""
