@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
 import sys
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from serving.kpi import (
 )
 from serving.kpi_report import STRINGS, Report, render
 from serving.report_cli import build_report
+from tests.test_importers import field_files, nyc_file  # noqa: F401  (fixtures)
 from tests.tiny_world import RAW, raw_frames
 
 AS_OF = pd.Timestamp("2021-01-20")  # the tiny world's newest fact: P1's handover
@@ -316,3 +318,31 @@ def test_the_forecast_from_the_champions(champions):
         assert 0 <= low <= expected <= high <= 1
     page = render(report)
     assert f"{outlook.first_pass[0] * 100:.1f}%" in page and "P(first-pass failure)" in page
+
+
+def report_of_import(importer: str, files: list[Path], tmp_path: Path, monkeypatch) -> tuple[str, int, int]:
+    """The report of an export imported with ``importer``: its page and how many KPIs were measured and not."""
+    data = tmp_path / "imported"
+    args = ["import", importer, *map(str, files), "--out", str(data), "--quarantine", str(tmp_path / "q")]
+    imported = runner.invoke(app, args)
+    assert imported.exit_code == 0, imported.output
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    measured, missing = re.search(r"(\d+) KPIs measured, (\d+) not measurable", result.output).groups()
+    return out.read_text(), int(measured), int(missing)
+
+
+def test_the_command_on_an_imported_nyc_export(nyc_file, tmp_path, monkeypatch):  # noqa: F811
+    """An imported export (the importers' test file, shaped as the real one) gives a report: what its data holds is
+    measured (on-time milestones), and what it cannot give is listed as not measurable with the reason."""
+    page, measured, missing = report_of_import("nyc-sca", [nyc_file], tmp_path, monkeypatch)
+    assert measured >= 1 and missing >= 1
+    assert page.count("not measurable (") >= missing and "On-time milestone rate" in page
+
+
+def test_the_command_on_an_imported_field_forms_export(field_files, tmp_path, monkeypatch):  # noqa: F811
+    page, measured, missing = report_of_import("field-forms", list(field_files), tmp_path, monkeypatch)
+    assert measured >= 1 and missing >= 1
+    assert page.count("not measurable (") >= missing
