@@ -18,6 +18,12 @@ from serving import SERVICE_NAME
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 SERVICE = "serving.service:RiskService"
 
+# Options that `eqsms risk` and `eqsms worklist` share.
+ServiceUrl = Annotated[
+    str | None, typer.Option(help="ask a running service (e.g. http://127.0.0.1:3000) instead of scoring here")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print the answer as the API gives it")]
+
 
 def server_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The caller's environment for the server, with paths made absolute (the server runs from the repository, so
@@ -75,12 +81,10 @@ def package(
     build: Annotated[bool, typer.Option(help="build the bento after importing the models")] = True,
 ) -> None:
     """Import the three @champion models into the BentoML model store and build the bento (bentofile.yaml)."""
-    from rich.console import Console
-
+    from eqsms.cli_kit import console
     from serving.package import build_bento, import_champions
     from serving.runtime import NotReady
 
-    console = Console()
     try:
         models = import_champions(get_settings())
     except NotReady as err:
@@ -93,6 +97,16 @@ def package(
             f"bento {bento.tag}: run it with `bentoml serve {bento.tag}`; build an image with "
             f"`bentoml containerize {bento.tag}`"
         )
+
+
+def show(renderable) -> None:
+    """A table on the terminal; to a pipe or a file, unwrapped (not squeezed into 80 columns)."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=1000)
+    console.print(renderable)
 
 
 def _as_of(value: str | None) -> str | None:
@@ -182,10 +196,8 @@ def risk(
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=0, max=50, help="drivers per prediction; default: default_top_k (5)")
     ] = None,
-    url: Annotated[
-        str | None, typer.Option(help="ask a running service (e.g. http://127.0.0.1:3000) instead of scoring here")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the answer as the API gives it")] = False,
+    url: ServiceUrl = None,
+    as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="print one CSV row per milestone")] = False,
 ) -> None:
     """The project's milestones not yet reached: defect risk, delay and the drivers behind them; the client's churn
@@ -193,7 +205,6 @@ def risk(
 
     Scored here from the @champion models and the data in settings, or by a running service with --url (POST /v1/risk).
     """
-    from rich.console import Console
 
     from serving.terminal import render, write_csv
 
@@ -209,10 +220,7 @@ def risk(
     elif as_csv:
         write_csv(answer, sys.stdout)
     else:
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
-            console = Console(highlight=False, soft_wrap=True, width=1000)
-        console.print(render(answer))
+        show(render(answer))
 
 
 def worklist_in_process(department: str, as_of: str | None, target: str | None, lang: str, limit: int, sort: str):
@@ -264,17 +272,13 @@ def worklist(
     ] = "risk",
     limit: Annotated[int, typer.Option(min=1, help="items at most")] = 20,
     lang: Annotated[str, typer.Option(help="language of the driver texts: en or zh")] = "en",
-    url: Annotated[
-        str | None, typer.Option(help="ask a running service (e.g. http://127.0.0.1:3000) instead of scoring here")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the answer as the API gives it")] = False,
+    url: ServiceUrl = None,
+    as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="print one CSV row per item")] = False,
 ) -> None:
     """A department's worklist: the open milestones and clients where its drivers push risk up, with what they add,
     the what-if gain of acting on them and the drivers in words (GET /v1/worklist with --url)."""
     import csv
-
-    from rich.console import Console
 
     from serving.terminal import WORKLIST_FIELDS, worklist_rows, worklist_table
 
@@ -295,7 +299,4 @@ def worklist(
         writer.writerow(WORKLIST_FIELDS)
         writer.writerows(worklist_rows([item.model_dump(mode="json") for item in answer.items]))
     else:
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
-            console = Console(highlight=False, soft_wrap=True, width=1000)
-        console.print(worklist_table(answer))
+        show(worklist_table(answer))

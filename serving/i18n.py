@@ -19,6 +19,7 @@ as JSON from :func:`ui_strings` all the same.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -682,6 +683,13 @@ def _check(lang: str) -> str:
 def department_name(department: str, lang: str) -> str:
     """A department key of the registry ("quality", "customer service", ...) in ``lang`` (unknown keys as given)."""
     return DEPARTMENT_NAMES[_check(lang)].get(department, department)
+
+
+def strings_module() -> str:
+    """The board's English words as the JavaScript module it imports (``/ui/strings.js``): the catalog above is the
+    only copy, and the page has its words before it asks the service for another language's."""
+    words = json.dumps(UI["en"], ensure_ascii=False, indent=1)
+    return f"// Written by serving/i18n.py from its catalog: edit the words there.\nexport const EN = {words};\n"
 
 
 def ui_strings(lang: str) -> dict[str, str]:

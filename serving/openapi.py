@@ -98,12 +98,23 @@ INIT = """window.onload = function () {
 };
 """
 
-PAGES = {"/": (INDEX, b"text/html; charset=utf-8"), "/docs-init.js": (INIT, b"text/javascript; charset=utf-8")}
+
+def _pages() -> dict[str, tuple[str, bytes]]:
+    from serving.i18n import strings_module
+
+    return {
+        "/": (INDEX, b"text/html; charset=utf-8"),
+        "/docs-init.js": (INIT, b"text/javascript; charset=utf-8"),
+        "/ui/strings.js": (strings_module(), b"text/javascript; charset=utf-8"),  # the board's words, from the catalog
+    }
+
+
+PAGES = _pages()
 
 
 class ApiPages:
-    """ASGI middleware: ``/`` and ``/docs-init.js`` from :data:`PAGES`; ``/docs.json`` rewritten by
-    :func:`rewrite_spec`."""
+    """ASGI middleware: ``/``, ``/docs-init.js`` and the board's ``/ui/strings.js`` from :data:`PAGES`;
+    ``/docs.json`` rewritten by :func:`rewrite_spec`."""
 
     def __init__(self, app) -> None:
         self.app = app

@@ -125,7 +125,9 @@ class Driver(BaseModel):
     feature: str
     value: float | str | None = Field(description="the feature's value for this row (null: no data yet)")
     text: str = Field(description="the feature, its value and its push, in a planner's words")
-    department: str = Field(description="who owns it: quality, technical, cost, customer service, project office")
+    department: str = Field(
+        description="who owns it: quality, technical, safety, cost, customer service, project office"
+    )
     direction: Literal["up", "down"]
     contribution: float = Field(description="SHAP contribution, in `unit` (log-odds or days)")
     unit: str

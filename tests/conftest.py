@@ -95,3 +95,15 @@ def served(champions):
         service = RiskService()
         with TestClient(RiskService.to_asgi()) as http:
             yield service, http
+
+
+@pytest.fixture(scope="session")
+def service(served):
+    """The service class instantiated in process (``served``)."""
+    return served[0]
+
+
+@pytest.fixture(scope="session")
+def http(served):
+    """The service's ASGI app behind a test client (``served``)."""
+    return served[1]

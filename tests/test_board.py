@@ -367,21 +367,32 @@ def test_a_project_id_with_markup_shows_as_text_and_runs_nothing(chromium, champ
 
 
 # ---------------------------------------------------------------------------------------------------- the files
-def board_keys() -> dict[str, str]:
-    """The English words built into the board (serving/ui/strings.js), key -> text."""
-    text = (UI / "strings.js").read_text()
-    body = text.split("export const EN = ", 1)[1].rsplit(";", 1)[0]
-    return json.loads(re.sub(r",\s*}", "}", body))
+def board_keys() -> set[str]:
+    """The words the board's scripts ask for by name (``T("key")``, ``t``, ``tOr``, a column's ``label``), and those
+    it builds from the values it knows it meets (levels, departments, horizon bands)."""
+    scripts = "\n".join(path.read_text() for path in UI.glob("*.js"))
+    named = set(re.findall(r'\b(?:t|T|tOr)\(\s*"([a-z0-9_]+)"', scripts)) | set(
+        re.findall(r'label:\s*"([a-z0-9_]+)"', scripts)
+    )
+    from features.registry import DEPARTMENTS
+
+    built = {f"level_{v}" for v in ("low", "medium", "high")} | {f"band_{b}" for b in ("ahead", "near", "overdue")}
+    return named | built | {f"department_{d.replace(' ', '_')}" for d in DEPARTMENTS}
 
 
-def test_the_boards_words_are_the_catalogs():
-    """Every word the board shows is in serving.i18n's catalog in both languages, and its English copy agrees."""
+def test_the_boards_words_are_the_catalogs(http):
+    """Every word the board shows is in serving.i18n's catalog in both languages, and the English words the page
+    imports (/ui/strings.js, written by the service) are the catalog's."""
     from serving.i18n import UI as CATALOG
 
     words = board_keys()
+    assert len(words) > 100
     missing = {lang: sorted(k for k in words if k not in CATALOG[lang]) for lang in ("en", "zh")}
     assert missing == {"en": [], "zh": []}
-    assert {k: CATALOG["en"][k] for k in words} == words
+    module = http.get("/ui/strings.js")
+    assert module.headers["content-type"].startswith("text/javascript")
+    served = json.loads(module.text.split("export const EN = ", 1)[1].rsplit(";", 1)[0])
+    assert served == CATALOG["en"]
 
 
 def test_the_board_writes_no_markup_and_reaches_nothing_beyond_the_service():

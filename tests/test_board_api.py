@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,24 +15,9 @@ import pytest
 
 from features.registry import DEPARTMENTS
 from serving.runtime import Champion, Engine
-from serving.service import RiskService
 from tests.test_leakage import rewrite
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from starlette.testclient import TestClient
-
 CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="module")
-def service(served) -> RiskService:
-    return served[0]
-
-
-@pytest.fixture(scope="module")
-def http(served) -> TestClient:
-    return served[1]
 
 
 @pytest.fixture(scope="module")

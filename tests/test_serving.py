@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -21,10 +20,6 @@ from serving.service import RiskService, with_field
 from tests.agreement import assert_same_milestone_answer
 from tests.conftest import SERVED_MAX_BATCH
 
-with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the test client works the same with httpx
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from starlette.testclient import TestClient
-
 # From the committed sample world (data_samples/world): an open project, its milestones ahead of and behind AS_OF.
 PROJECT, AHEAD, REACHED, AS_OF = "P00142", "M000778", "M000774", "2023-06-01"
 OTHER_PROJECTS_MILESTONE = "M000001"
@@ -33,16 +28,6 @@ OTHER_PROJECTS_MILESTONE = "M000001"
 def risk_of(service, **request):
     """The service's /v1/risk method, called in process (it is a coroutine: it runs on the event loop)."""
     return asyncio.run(service.risk(**request))
-
-
-@pytest.fixture(scope="module")
-def service(served) -> RiskService:
-    return served[0]
-
-
-@pytest.fixture(scope="module")
-def http(served) -> TestClient:
-    return served[1]
 
 
 def body(response: JSONResponse) -> dict:

@@ -28,6 +28,12 @@ export function svg(tag, attrs, ...children) {
   return fill(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
+/** A table: its header cells (a text, or [text, class]) and its body rows (tr elements). */
+export function table(attrs, headers, rows) {
+  const th = (h) => (Array.isArray(h) ? el("th", { class: h[1], scope: "col" }, h[0]) : el("th", { scope: "col" }, h));
+  return el("table", attrs, el("thead", null, el("tr", null, headers.map(th))), el("tbody", null, rows));
+}
+
 /** Replace a node's children. */
 export function replace(node, ...children) {
   node.replaceChildren();

@@ -1,5 +1,5 @@
-// The page's language and its words: English built in (strings.js), the service's words for the chosen language
-// (GET /v1/ui/strings?lang=...) laid over them.
+// The page's language and its words: English from strings.js (which the service writes from serving/i18n.py, the
+// one catalog), the service's words for the chosen language (GET /v1/ui/strings?lang=...) laid over them.
 
 import { get } from "./api.js";
 import { EN } from "./strings.js";

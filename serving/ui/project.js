@@ -3,7 +3,7 @@
 
 import { post } from "./api.js";
 import { lineChart } from "./charts.js";
-import { el, replace, route } from "./dom.js";
+import { el, replace, route, table } from "./dom.js";
 import { lang, T, t, tOr } from "./i18n.js";
 import {
   date,
@@ -115,22 +115,10 @@ function whatIfResult(answer) {
       ),
     );
   }
-  return el(
-    "table",
+  return table(
     { class: "compact whatif-result" },
-    el(
-      "thead",
-      null,
-      el(
-        "tr",
-        null,
-        el("th", null, ""),
-        el("th", { class: "num" }, T("before")),
-        el("th", { class: "num" }, T("after")),
-        el("th", { class: "num" }, T("change")),
-      ),
-    ),
-    el("tbody", null, rows),
+    ["", [T("before"), "num"], [T("after"), "num"], [T("change"), "num"]],
+    rows,
   );
 }
 
@@ -303,82 +291,44 @@ function factsSection(f) {
     el(
       "div",
       { class: "two-col" },
-      el(
-        "div",
-        null,
-        el("h4", null, T("recent_inspections")),
-        inspections.length === 0
-          ? el("p", { class: "muted small" }, T("no_data"))
-          : el(
-              "table",
-              { class: "compact inspections" },
-              el(
-                "thead",
-                null,
-                el(
-                  "tr",
-                  null,
-                  ["date", "discipline", "result", "defects_found", "max_severity", "closed"].map(
-                    (k, i) => el("th", { class: i === 3 || i === 4 ? "num" : null }, T(k)),
-                  ),
-                ),
-              ),
-              el(
-                "tbody",
-                null,
-                inspections.map((i) =>
-                  el(
-                    "tr",
-                    null,
-                    el("td", null, date(i.inspected_at)),
-                    el("td", null, tOr(`discipline_${i.discipline}`, i.discipline ?? "–")),
-                    el("td", { class: `result result-${i.result}` }, tOr(`result_${i.result}`, i.result ?? "–")),
-                    el("td", { class: "num" }, num(i.defects_found)),
-                    el("td", { class: "num" }, num(i.max_severity)),
-                    el("td", null, i.closed_at ? date(i.closed_at) : el("span", { class: "tag tag-open" }, T("open"))),
-                  ),
-                ),
-              ),
-            ),
+      factTable("recent_inspections", inspections, "inspections",
+        ["date", "discipline", "result", ["defects_found", "num"], ["max_severity", "num"], "closed"],
+        (i) => [
+          el("td", null, date(i.inspected_at)),
+          el("td", null, tOr(`discipline_${i.discipline}`, i.discipline ?? "–")),
+          el("td", { class: `result result-${i.result}` }, tOr(`result_${i.result}`, i.result ?? "–")),
+          el("td", { class: "num" }, num(i.defects_found)),
+          el("td", { class: "num" }, num(i.max_severity)),
+          el("td", null, i.closed_at ? date(i.closed_at) : el("span", { class: "tag tag-open" }, T("open"))),
+        ],
       ),
-      el(
-        "div",
-        null,
-        el("h4", null, T("complaints")),
-        complaints.length === 0
-          ? el("p", { class: "muted small" }, T("no_data"))
-          : el(
-              "table",
-              { class: "compact complaints" },
-              el(
-                "thead",
-                null,
-                el(
-                  "tr",
-                  null,
-                  ["received", "category", "severity", "first_response", "resolved"].map((k, i) =>
-                    el("th", { class: i === 2 ? "num" : null }, T(k)),
-                  ),
-                ),
-              ),
-              el(
-                "tbody",
-                null,
-                complaints.map((c) =>
-                  el(
-                    "tr",
-                    null,
-                    el("td", null, date(c.received_at)),
-                    el("td", null, tOr(`category_${c.category}`, c.category ?? "–")),
-                    el("td", { class: "num" }, num(c.severity)),
-                    el("td", null, c.first_response_at ? dateTime(c.first_response_at) : el("span", { class: "tag tag-open" }, T("unanswered"))),
-                    el("td", null, c.resolved_at ? date(c.resolved_at) : el("span", { class: "tag tag-open" }, T("open"))),
-                  ),
-                ),
-              ),
-            ),
+      factTable("complaints", complaints, "complaints",
+        ["received", "category", ["severity", "num"], "first_response", "resolved"],
+        (c) => [
+          el("td", null, date(c.received_at)),
+          el("td", null, tOr(`category_${c.category}`, c.category ?? "–")),
+          el("td", { class: "num" }, num(c.severity)),
+          el("td", null, c.first_response_at ? dateTime(c.first_response_at) : el("span", { class: "tag tag-open" }, T("unanswered"))),
+          el("td", null, c.resolved_at ? date(c.resolved_at) : el("span", { class: "tag tag-open" }, T("open"))),
+        ],
       ),
     ),
+  );
+}
+
+/** A titled table of facts (latest first): header keys (a key, or [key, class]) and the cells of one item. */
+function factTable(title, items, kind, headers, cells) {
+  return el(
+    "div",
+    null,
+    el("h4", null, T(title)),
+    items.length === 0
+      ? el("p", { class: "muted small" }, T("no_data"))
+      : table(
+          { class: `compact ${kind}` },
+          headers.map((h) => (Array.isArray(h) ? [T(h[0]), h[1]] : T(h))),
+          items.map((item) => el("tr", null, cells(item))),
+        ),
   );
 }
 

@@ -2,7 +2,7 @@
 
 import { get } from "./api.js";
 import { shareBar } from "./charts.js";
-import { el, replace, route } from "./dom.js";
+import { el, replace, route, table } from "./dom.js";
 import { capital, lang, T, t, tOr } from "./i18n.js";
 import {
   DEPARTMENTS,
@@ -88,27 +88,20 @@ export async function worklistView(root, department) {
       el(
         "div",
         { class: "table-wrap" },
-        el(
-          "table",
+        table(
           { class: "grid-table worklist" },
-          el(
-            "thead",
-            null,
-            el(
-              "tr",
-              null,
-              el("th", { class: "num" }, "#"),
-              el("th", null, T("project")),
-              el("th", null, T("milestone")),
-              el("th", null, T("model")),
-              el("th", { class: "num" }, T("prediction")),
-              el("th", { class: "num" }, T("risk_added")),
-              el("th", null, T("share_of_push")),
-              el("th", { class: "num" }, T("what_if_gain")),
-              el("th", null, T("drivers")),
-            ),
-          ),
-          el("tbody", null, items.map((it, i) => item(it, i + 1, models))),
+          [
+            ["#", "num"],
+            T("project"),
+            T("milestone"),
+            T("model"),
+            [T("prediction"), "num"],
+            [T("risk_added"), "num"],
+            T("share_of_push"),
+            [T("what_if_gain"), "num"],
+            T("drivers"),
+          ],
+          items.map((it, i) => item(it, i + 1, models)),
         ),
       ),
     );
