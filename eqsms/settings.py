@@ -11,12 +11,14 @@ object is made: a relative ``work_dir`` or ``data_dir`` is taken from the workin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,9 +151,67 @@ class ServingSettings(BaseSettings):
     stale_after_days: float = Field(
         14.0, gt=0, description="an answer whose newest fact is older than this (days before as_of) is flagged stale"
     )
+    reload_check_seconds: float = Field(
+        1.0, ge=0, description="how often a worker looks for a reload asked of another worker (0: never)"
+    )
+    reload_poll_seconds: float = Field(
+        60.0, ge=0, description="how often a worker checks the data folder and the @champion versions (0: never)"
+    )
     max_days_after_data: float = Field(
         365.0, gt=0, description="an as_of more than this many days after the data's newest fact is refused (400)"
     )
+    # Limits on one request (issue 12): over one is a 413 naming the field, before the work is done.
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="largest request body in bytes (413 before it is parsed): a /v1/predict of max_predict_rows "
+        "complete rows (74 features, about 2.4 kB a row as JSON) fits",
+    )
+    max_predict_rows: int = Field(
+        1000, gt=0, description="most rows one /v1/predict may score (413): about 0.5 s of a worker, with drivers"
+    )
+    max_whatif_changes: int = Field(
+        100, gt=0, description="most features one /v1/whatif may change (413): more than the models have"
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="keys that may read /v1 (and the board's data), several so that one can be rotated: "
+        "EQSMS_API_KEYS=key1,key2 (comma-separated; a JSON list is read too). None here and in admin_keys: no key "
+        "is asked for. Set them in the environment, never in a committed file; they are never printed or logged",
+    )
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="keys that may also call /v1/admin/... (reload): EQSMS_ADMIN_KEYS=key1,key2 (as api_keys); "
+        "when any key is set, admin endpoints answer only these",
+    )
+    metrics_need_key: bool = Field(
+        False, description="when keys are set, /metrics asks for one too (health endpoints stay open)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="dashboard origins whose pages may call the API from a browser, each scheme://host[:port] "
+        "matched exactly: EQSMS_CORS_ORIGINS=https://dash.example,http://localhost:8080 (comma-separated; a "
+        "JSON list is read too); empty: no cross-origin calls",
+    )
+
+    @field_validator("api_keys", "admin_keys", "cors_origins", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        """A comma-separated string (or a JSON list) as a list, blanks dropped. Never fails on a string, so a
+        mistyped key is never echoed in an error: a garbled list leaves wrong keys, which refuse every call."""
+        if isinstance(value, str):
+            value = _split(value)
+        if isinstance(value, list | tuple):
+            return [v.strip() if isinstance(v, str) else v for v in value if not _blank(v)]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path, no trailing /")
+        return origins
 
 
 class ReportSettings(BaseSettings):
@@ -213,3 +273,21 @@ def data_name(data_dir: Path) -> str:
     """A short name for a folder of exports (``eqsms_work/real/nyc_sca`` -> ``nyc-sca``): it names the folder's
     quarantine and its backtests."""
     return re.sub(r"[^0-9a-z]+", "-", Path(data_dir).resolve().name.lower()).strip("-") or "data"
+
+
+def _split(text: str) -> list[str]:
+    """``a,b`` or ``["a", "b"]`` as a list of strings (settings that hold several values)."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            listed = json.loads(text)
+        except ValueError:
+            listed = None
+        if isinstance(listed, list) and all(isinstance(v, str) for v in listed):
+            return listed
+    return text.split(",")
+
+
+def _blank(value: object) -> bool:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return isinstance(text, str) and not text.strip()

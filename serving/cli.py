@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from eqsms.cli_kit import fail
+from eqsms.cli_kit import console, fail
 from eqsms.settings import REPO_ROOT, get_settings
 from serving import SERVICE_NAME
 
@@ -81,7 +81,6 @@ def package(
     build: Annotated[bool, typer.Option(help="build the bento after importing the models")] = True,
 ) -> None:
     """Import the three @champion models into the BentoML model store and build the bento (bentofile.yaml)."""
-    from eqsms.cli_kit import console
     from serving.package import build_bento, import_champions
     from serving.runtime import NotReady
 
@@ -134,8 +133,13 @@ def risk_in_process(project_id: str, as_of: str | None, top_k: int | None):
         project = engine.risk([project_id], as_of, top_k=settings.default_top_k if top_k is None else top_k)[0]
     except RequestError as err:
         fail(f"cannot score {project_id}", _hint(err.field, str(err)))
+    from serving.state import data_snapshot, folder_fingerprint
+
     return schemas.RiskResponse(
-        **dict(project), model_versions=engine.versions(), data_freshness=engine.freshness(project.as_of)
+        **dict(project),
+        model_versions=engine.versions(),
+        data_snapshot=data_snapshot(engine, folder_fingerprint(settings.data_dir)),
+        data_freshness=engine.freshness(project.as_of),
     )
 
 
@@ -300,3 +304,27 @@ def worklist(
         writer.writerows(worklist_rows([item.model_dump(mode="json") for item in answer.items]))
     else:
         show(worklist_table(answer))
+
+
+@app.command()
+def reload(
+    url: Annotated[str, typer.Option(help="the running service's address")] = "http://127.0.0.1:3000",
+) -> None:
+    """Ask a running service to load the data folder and the @champion models in its settings beside the ones
+    answering now and switch (POST /v1/admin/reload): every worker follows; a reload that fails leaves the old
+    ones answering, and this command says why (exit 1)."""
+    import urllib.error
+
+    from serving.local import call
+
+    try:
+        status, answer = call(f"{url.rstrip('/')}/v1/admin/reload", {})
+    except (urllib.error.URLError, OSError) as err:
+        fail(f"cannot reach the service at {url}", f"{getattr(err, 'reason', err)}: start it with `eqsms serve`")
+    if status != 200 or not isinstance(answer, dict):
+        fail(f"the service refused the reload ({status})", str(answer))
+    if not answer.get("ok"):
+        console.print(f"[bold red]reload failed[/]: {answer.get('error')} (still answering from what it had)")
+        raise typer.Exit(1)
+    changed = ", ".join(answer.get("changed") or []) or "nothing changed"
+    console.print(f"reloaded in {answer['seconds']:.1f} s: {changed}; models {answer['model_versions']}")

@@ -35,7 +35,7 @@ The risk board is at [/ui](/ui/).
 ERRORS = {
     "400": "the request cannot be answered as asked: the body names the field (an unknown option, a bad date...)",
     "404": "an unknown project or milestone id (named in the body)",
-    "413": "too many items in one request (the limit is in the body)",
+    "413": "too large: a body over max_body_bytes, or too many items in one request (the limit is in the body)",
     "422": "a query parameter out of range (named in the body)",
 }
 
@@ -57,13 +57,14 @@ def rewrite_spec(spec: dict) -> dict:
     for path, item in spec.get("paths", {}).items():
         if not path.startswith("/v1/"):
             continue
-        for operation in item.values():
+        for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = {k: v for k, v in operation["responses"].items() if not k.startswith("4")}
             said = operation.get("description", "")
-            for status, words in ERRORS.items():  # 400 always; others where declared or named in the docstring
-                if status == "400" or status in operation["responses"] or f"{status}:" in said:
+            for status, words in ERRORS.items():  # 400 always, 413 on a body; others declared or in the docstring
+                body_limit = status == "413" and method == "post"
+                if status == "400" or body_limit or status in operation["responses"] or f"{status}:" in said:
                     responses[status] = {"description": words, "content": error}
             operation["responses"] = responses
             operation.setdefault("tags", ["EQSMS Risk"])

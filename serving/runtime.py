@@ -26,6 +26,7 @@ from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, Targe
 from features.validate import load
 from serving import schemas
 from serving.drivers import plain, top_drivers
+from serving.limits import domain, out_of_domain, shown
 from training.bundle import ModelBundle
 
 CHAMPION = "champion"
@@ -238,7 +239,7 @@ class Engine:
         codes = self.ctx.code(pd.Series(project_ids, dtype="str"))
         if (codes < 0).any():
             unknown = [p for p, c in zip(project_ids, codes, strict=True) if c < 0]
-            raise RequestError(field, f"unknown project id(s): {', '.join(map(str, unknown[:10]))}", 404)
+            raise RequestError(field, f"unknown project id(s): {', '.join(map(shown, unknown[:10]))}", 404)
         return codes
 
     def resolve_as_of(self, as_of, project_ids: list[str], codes: np.ndarray | None = None) -> pd.Timestamp:
@@ -342,7 +343,7 @@ class Engine:
             m for m, pos in zip(milestone_ids, self.milestone_ids.get_indexer(milestone_ids), strict=True) if pos < 0
         ]
         if unknown:
-            raise RequestError("milestone_ids", f"unknown milestone id(s): {', '.join(unknown[:10])}", 404)
+            raise RequestError("milestone_ids", f"unknown milestone id(s): {', '.join(map(shown, unknown[:10]))}", 404)
         elsewhere = found[~found["project_id"].isin(project_ids)]["milestone_id"].tolist()
         if elsewhere:
             raise RequestError("milestone_ids", f"not milestones of this project: {', '.join(elsewhere[:10])}")
@@ -387,7 +388,10 @@ class Engine:
         """Predictions and drivers for feature rows the caller supplies; missing features are allowed, unknown
         categories and values far outside the training range are scored but flagged."""
         if model not in self.bundles:
-            raise RequestError("model", f"'{model}' is not one of {', '.join(self.bundles)}")
+            raise RequestError("model", f"{shown(model)!r} is not one of {', '.join(self.bundles)}")
+        limit = self.settings.max_predict_rows
+        if len(rows) > limit:
+            raise RequestError("rows", f"{len(rows):,} rows; at most {limit:,} a request (max_predict_rows)", 413)
         bundle = self.bundles[model]
         known = set(bundle.features)
         for i, row in enumerate(rows):
@@ -398,11 +402,7 @@ class Engine:
         for col in bundle.features:
             if col in bundle.categorical:
                 continue
-            try:
-                X[col] = pd.to_numeric(X[col], errors="raise").astype("float64")
-            except (ValueError, TypeError):
-                bad = next(i for i, row in enumerate(rows) if col in row and not _is_number(row[col]))
-                raise RequestError(f"rows[{bad}].{col}", f"must be a number, got {rows[bad][col]!r}") from None
+            X[col] = self._numbers(col, X[col], rows)
         supplied = np.array([[f in row for f in bundle.features] for row in rows], dtype=bool)  # null: no data yet
         flags = self._flags(bundle, X) + _not_supplied(bundle.features, supplied)
         scored = self._score(model, {col: X[col].to_numpy() for col in X.columns}, top_k, supplied)
@@ -415,6 +415,23 @@ class Engine:
             ],
             flags=flags,
         )
+
+    def _numbers(self, col: str, values: pd.Series, rows: list[dict]) -> pd.Series:
+        """A numeric feature's column of a /v1/predict request as floats, or a 400 naming the first row whose value
+        is not a finite number (text, true/false, NaN, an infinity) or one the feature cannot take (a negative count,
+        a share above 1)."""
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            bad = next((i for i, row in enumerate(rows) if col in row and not _is_number(row[col])), None)
+            if bad is not None:
+                raise RequestError(f"rows[{bad}].{col}", f"must be a finite number, got {shown(rows[bad][col])}")
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        v = numbers.to_numpy()
+        lo, hi = domain(col, self.feature_specs.get(col))
+        out = np.flatnonzero(np.isinf(v) | (v < lo) | (v > hi))  # NaN compares False: missing is allowed
+        if len(out):
+            i = int(out[0])
+            raise RequestError(f"rows[{i}].{col}", out_of_domain(col, self.feature_specs.get(col), float(v[i])))
+        return numbers
 
     def _flags(self, bundle: ModelBundle, X: pd.DataFrame) -> list[dict]:
         flags = []
@@ -471,13 +488,21 @@ class Engine:
         self, project_id: str, milestone_id: str, changes: dict[str, float], as_of=None
     ) -> schemas.WhatIfResponse:
         """Every target's prediction for one open milestone before and after changing some features."""
+        limit = self.settings.max_whatif_changes
+        if len(changes) > limit:
+            raise RequestError(
+                "changes", f"{len(changes):,} features; at most {limit:,} a request (max_whatif_changes)", 413
+            )
         t, columns = self._open_milestone_columns(project_id, milestone_id, as_of)
         allowed = set(columns[MILESTONE]) | set(columns[CLIENT])
         for key, value in changes.items():
             if key not in allowed:
                 raise RequestError(f"changes.{key}", "not a feature; see GET /v1/models for the feature names")
             if not _is_number(value):
-                raise RequestError(f"changes.{key}", f"must be a number, got {value!r}")
+                raise RequestError(f"changes.{key}", f"must be a finite number, got {shown(value)}")
+            problem = None if value is None else out_of_domain(key, self.feature_specs.get(key), float(value))
+            if problem:
+                raise RequestError(f"changes.{key}", problem)
         before = self._outputs(columns)
         changed = {k: np.array([np.nan if v is None else float(v)]) for k, v in changes.items()}
         after = self._outputs(
@@ -516,12 +541,13 @@ def _not_supplied(features: list[str], supplied: np.ndarray) -> list[dict]:
 
 
 def _is_number(value) -> bool:
+    """A finite number, or text pandas reads as one (None: missing, allowed); not true/false, NaN or an infinity."""
     if value is None:
         return True  # missing is allowed
     if isinstance(value, bool):
         return False
     try:
-        float(value)
-    except (TypeError, ValueError):
+        number = float(pd.to_numeric(value))
+    except (TypeError, ValueError, OverflowError):
         return False
-    return True
+    return np.isfinite(number)

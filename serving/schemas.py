@@ -9,12 +9,14 @@ level, or a slip with a range).
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from features.targets import CLASSIFIER, CLIENT, MILESTONE, SLIP, TARGETS, of_scope
+from serving.limits import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 MODELS = tuple(TARGETS)
 Level = Literal["low", "medium", "high"]
@@ -30,24 +32,45 @@ Lang = Literal["en", "zh"]
 
 
 def _request(example: dict) -> ConfigDict:
-    return ConfigDict(extra="forbid", json_schema_extra={"example": example})
+    # allow_inf_nan: JSON's NaN and Infinity (which Python's parser reads) are refused in every float of a request
+    return ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"example": example})
 
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, dict | list):
         raise ValueError("a feature value must be a number, text or null, not a list or an object")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a feature value must be a finite number (not NaN or an infinity), text or null")
+    if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
+        raise ValueError(f"a text value has at most {MAX_TEXT_LENGTH} characters, this one {len(value):,}")
     return value
 
 
-Id = Annotated[str, Field(min_length=1)]
+# Times in answers are UTC without an offset ("2023-06-01T00:00:00"), as the engine keeps them: published as such, a
+# string of that shape, rather than as `date-time`, which would promise an offset.
+UtcTime = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$",
+            "description": "a UTC time, ISO 8601 without an offset",
+        }
+    ),
+]
+
+# Ids and feature names are bounded (serving.limits): an oversized one is a 400 naming the field, never echoed.
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 FeatureValue = Annotated[Any, AfterValidator(_scalar)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 # ------------------------------------------------------------------------------------------------------ requests
 class RiskRequest(BaseModel):
     model_config = _request({"project_id": "P00142", "as_of": "2023-06-01", "top_k": 3})
 
-    project_id: str = Field(min_length=1, description="the project to score")
+    project_id: Id = Field(description="the project to score")
     as_of: datetime | None = Field(None, description=AS_OF)
     milestone_ids: list[Id] | None = Field(
         None, description="only these milestones of the project (default: all not yet reached at as_of)"
@@ -73,8 +96,10 @@ class PredictRequest(BaseModel):
     )
 
     model: ModelName = Field(description="which champion model scores the rows")
-    rows: list[dict[str, FeatureValue]] = Field(
-        min_length=1, description="feature rows, feature name -> value; missing features are allowed (GET /v1/models)"
+    rows: list[dict[FeatureName, FeatureValue]] = Field(
+        min_length=1,
+        description="feature rows, feature name -> value; missing features are allowed (GET /v1/models); at most "
+        "max_predict_rows (settings)",
     )
     top_k: int | None = Field(None, ge=0, le=50, description=TOP_K)
 
@@ -89,24 +114,27 @@ class WhatIfRequest(BaseModel):
         }
     )
 
-    project_id: str = Field(min_length=1)
-    milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
-    changes: dict[str, float] = Field(description="feature name -> new value (GET /v1/models lists the features)")
+    project_id: Id
+    milestone_id: Id = Field(description="a milestone of the project not yet reached at as_of")
+    changes: dict[FeatureName, FiniteFloat] = Field(
+        description="feature name -> new value (GET /v1/models lists the features), one the feature can take (no "
+        "negative count, no share above 1); at most max_whatif_changes (settings)"
+    )
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
 class FeaturesRequest(BaseModel):
     model_config = _request({"project_id": "P00142", "milestone_id": "M000778", "as_of": "2023-06-01"})
 
-    project_id: str = Field(min_length=1)
-    milestone_id: str = Field(min_length=1, description="a milestone of the project not yet reached at as_of")
+    project_id: Id
+    milestone_id: Id = Field(description="a milestone of the project not yet reached at as_of")
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
 class TrendRequest(BaseModel):
     model_config = _request({"project_id": "P00142", "as_of": "2023-06-01", "weeks": 12})
 
-    project_id: str = Field(min_length=1)
+    project_id: Id
     as_of: datetime | None = Field(None, description=AS_OF)
     weeks: int = Field(12, ge=1, le=104, description="weeks back from as_of, each scored as of its own date")
 
@@ -114,7 +142,7 @@ class TrendRequest(BaseModel):
 class FactsRequest(BaseModel):
     model_config = _request({"project_id": "P00142", "as_of": "2023-06-01"})
 
-    project_id: str = Field(min_length=1)
+    project_id: Id
     as_of: datetime | None = Field(None, description=AS_OF)
 
 
@@ -186,7 +214,7 @@ ProjectRisk = create_model(
     "ProjectRisk",
     project_id=(str, ...),
     client_id=(str | None, ...),
-    as_of=(datetime, Field(description="the time the rows were scored at (UTC)")),
+    as_of=(UtcTime, Field(description="the time the rows were scored at (UTC)")),
     milestones=(list[MilestoneRisk], ...),
     **_answers(CLIENT),
 )
@@ -195,10 +223,17 @@ ProjectRisk = create_model(
 class Freshness(BaseModel):
     """How old the answer's newest fact is, relative to its as_of."""
 
-    latest_fact: datetime | None = Field(description="the newest fact of the data known before as_of (null: none)")
+    latest_fact: UtcTime | None = Field(description="the newest fact of the data known before as_of (null: none)")
     days_since_latest_fact: float | None = Field(description="as_of minus latest_fact, in days (never negative)")
     stale: bool = Field(description="the newest fact is older than stale_after_days: the answer may be out of date")
     stale_after_days: float = Field(description="the threshold in settings")
+
+
+class DataSnapshot(BaseModel):
+    """The data an answer was computed from, as the service loaded it."""
+
+    fingerprint: str = Field(description="of the data folder's files (names, sizes, times) when loaded")
+    latest_fact: UtcTime | None = Field(description="the newest fact in the data")
 
 
 _DRIVER_EXAMPLE = {
@@ -244,6 +279,10 @@ class RiskResponse(ProjectRisk):  # type: ignore[misc, valid-type]
                 ],
                 **_examples(CLIENT),
                 "model_versions": {name: "1" for name in MODELS},
+                "data_snapshot": {
+                    "fingerprint": "3f9c2a71d0b84e65",
+                    "latest_fact": "2023-11-22T21:24:00",
+                },
                 "data_freshness": {
                     "latest_fact": "2023-05-31T16:05:00",
                     "days_since_latest_fact": 0.33,
@@ -255,12 +294,14 @@ class RiskResponse(ProjectRisk):  # type: ignore[misc, valid-type]
     )
 
     model_versions: dict[str, str] = Field(description="model name -> registry version of the champion used")
+    data_snapshot: DataSnapshot
     data_freshness: Freshness
 
 
 class BatchResponse(BaseModel):
     projects: list[ProjectRisk]
     model_versions: dict[str, str]
+    data_snapshot: DataSnapshot
     data_freshness: Freshness
 
 
@@ -300,17 +341,21 @@ class PredictResponse(BaseModel):
     flags: list[Flag] = Field(
         description="rows scored but suspicious: unknown categories, values far out of range, features not supplied"
     )
+    model_versions: dict[str, str] = Field(default_factory=dict, description="model name -> champion version used")
+    data_snapshot: DataSnapshot | None = Field(None, description="the data the answer was computed from")
 
 
 class WhatIfResponse(BaseModel):
     project_id: str
     milestone_id: str
-    as_of: datetime
+    as_of: UtcTime
     changes: dict[str, float]
     before: dict[str, dict[str, float]] = Field(description="model -> output -> value, as the data stands")
     after: dict[str, dict[str, float]] = Field(description="the same with the changes applied")
     difference: dict[str, dict[str, float]] = Field(description="after minus before")
     data_freshness: Freshness
+    model_versions: dict[str, str] = Field(default_factory=dict, description="model name -> champion version used")
+    data_snapshot: DataSnapshot | None = Field(None, description="the data the answer was computed from")
 
 
 class FeatureInfo(BaseModel):
@@ -327,11 +372,13 @@ class FeatureInfo(BaseModel):
 class FeaturesResponse(BaseModel):
     project_id: str
     milestone_id: str
-    as_of: datetime
+    as_of: UtcTime
     features: dict[str, float | str | None] = Field(
         description="feature name -> value at as_of (null: no data yet), as the models see it: a row for /v1/predict"
     )
     data_freshness: Freshness
+    model_versions: dict[str, str] = Field(default_factory=dict, description="model name -> champion version used")
+    data_snapshot: DataSnapshot | None = Field(None, description="the data the answer was computed from")
 
 
 class ModelInfo(BaseModel):
@@ -359,10 +406,14 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    data_snapshot: DataSnapshot | None = None
+    last_reload: dict[str, Any] = Field(
+        default_factory=dict, description="the last reload this worker tried: when, why, its outcome or its error"
+    )
 
 
 class TrendPoint(BaseModel):
-    as_of: datetime
+    as_of: UtcTime
     defect_risk: float | None = Field(description="the highest defect risk over the milestones open that week")
     expected_slip_days: float | None = Field(description="the highest expected slip over them")
     late_probability: float | None = Field(description="the highest P(late) over them")
@@ -371,7 +422,7 @@ class TrendPoint(BaseModel):
 
 class TrendResponse(BaseModel):
     project_id: str
-    as_of: datetime
+    as_of: UtcTime
     points: list[TrendPoint] = Field(description="oldest first; weeks before the project began are left out")
 
 
@@ -379,7 +430,7 @@ class FactsResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     project_id: str
-    as_of: datetime
+    as_of: UtcTime
     project: dict[str, Any] = Field(description="type, region, client, planned start and end, contract value")
     inspections: list[dict[str, Any]] = Field(description="the latest inspections known at as_of, newest first")
     complaints: list[dict[str, Any]] = Field(description="the latest complaints known at as_of, newest first")
@@ -411,16 +462,18 @@ class WorklistItem(BaseModel):
 
 class WorklistResponse(BaseModel):
     department: str
-    as_of: datetime
+    as_of: UtcTime
     items: list[WorklistItem]
     total: int = Field(description="items before the limit")
     model_versions: dict[str, str]
+    data_snapshot: DataSnapshot | None = None
 
 
 class PortfolioResponse(BaseModel):
-    as_of: datetime
+    as_of: UtcTime
     snapshot: dict[str, Any] = Field(description="when the precomputed view was built, how long it took, its data")
     model_versions: dict[str, str]
+    data_snapshot: DataSnapshot
     data_freshness: Freshness
     levels: dict[str, list[float]] = Field(description="the probability cut-offs between low, medium and high")
     projects: list[dict[str, Any]] = Field(description="one line a project open at as_of")

@@ -33,9 +33,11 @@ from starlette.staticfiles import StaticFiles
 from eqsms.settings import Settings, get_settings
 from features.datasets import today
 from serving import SERVICE_NAME, board, i18n, schemas, terminal
+from serving.limits import MAX_ID_LENGTH, BodyLimit, shown
 from serving.openapi import ApiPages
 from serving.runtime import CHAMPION, Champion, Engine, NotReady, RequestError, load_tables
-from serving.snapshot import Snapshots
+from serving.security import Guard
+from serving.state import Holder, Served
 
 logger = logging.getLogger("bentoml.service.eqsms")
 M = TypeVar("M", bound=BaseModel)
@@ -95,13 +97,25 @@ def error_response(field: str, message: str, status: int = 400) -> JSONResponse:
 
 
 def _field(loc: list | tuple) -> str:
-    """A pydantic error location as one path: ``["rows", 2, "x"]`` -> ``rows[2].x``; the whole body -> ``body``."""
+    """A pydantic error location as one path: ``["rows", 2, "x"]`` -> ``rows[2].x``; the whole body -> ``body``.
+    A part the request wrote (a dict key) is cut to 40 characters: a field never echoes an oversized key."""
     out = ""
     if len(loc) > 1 and loc[0] in ("query", "path", "header", "body"):
         loc = loc[1:]  # FastAPI's reads say where the field was: the field's name is enough
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if part == "[key]":
+            continue  # pydantic's mark of an error in a dict's key: the key before it names the field
+        out += f"[{part}]" if isinstance(part, int) else (f".{shown(str(part))}" if out else shown(str(part)))
     return out or "body"
+
+
+MAX_DETAIL = 10  # validation errors kept in a 400's detail: the body stays small whatever the request
+
+
+def _said(error: dict) -> dict:
+    """One validation error as a 400 repeats it: without the ``input`` pydantic copies into it, its location cut."""
+    loc = [shown(p) if isinstance(p, str) else p for p in error.get("loc", ())]
+    return {k: (loc if k == "loc" else v) for k, v in error.items() if k != "input"}
 
 
 def with_field(body: dict) -> dict:
@@ -113,7 +127,8 @@ def with_field(body: dict) -> dict:
     first = detail[0]
     field = _field(first.get("loc", ()))
     more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
-    return {"error": f"{field}: {first.get('msg', 'invalid')}{more}", "field": field, "detail": detail}
+    kept = [_said(e) if isinstance(e, dict) else e for e in detail[:MAX_DETAIL]]
+    return {"error": f"{field}: {first.get('msg', 'invalid')}{more}", "field": field, "detail": kept}
 
 
 class FieldErrors:
@@ -171,7 +186,10 @@ def answer(compute: Callable[[], M], fields: dict[str, str] | None = None, ctx=N
 # The board's reads: plain GETs a browser can cache and link, in a FastAPI app mounted at /v1 (BentoML's own routes,
 # all POST, are matched first). Each finds the service instance of its worker.
 v1_get = FastAPI(title="EQSMS Risk: reads", docs_url=None, redoc_url=None, openapi_url=None)
-Department = Annotated[str, Query(description="quality, technical, safety, cost, customer service or project office")]
+Department = Annotated[
+    str,
+    Query(max_length=MAX_ID_LENGTH, description="quality, technical, safety, cost, customer service or project office"),
+]
 LangQuery = Annotated[schemas.Lang | None, Query(description=schemas.LANG)]
 
 
@@ -182,7 +200,7 @@ def _service() -> RiskService:
 @v1_get.get("/models", response_model=schemas.ModelsResponse, summary="the champions and their test evidence")
 def models_get() -> schemas.ModelsResponse:
     """Each champion: name, version, training time, data window, test metrics, reliability curve, features."""
-    return schemas.ModelsResponse(models=_service().engine.models())
+    return _service().models_now()
 
 
 @v1_get.get("/portfolio", response_model=schemas.PortfolioResponse, summary="every open project, precomputed")
@@ -200,11 +218,17 @@ def worklist_get(
     as_of: Annotated[
         datetime | None, Query(description="default: the board's as_of (the precomputed snapshot)")
     ] = None,
-    target: Annotated[str | None, Query(description="only this target's items: defect_risk, delay or churn")] = None,
+    target: Annotated[
+        str | None,
+        Query(max_length=MAX_ID_LENGTH, description="only this target's items: defect_risk, delay or churn"),
+    ] = None,
     lang: LangQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="items at most")] = 50,
     sort: Annotated[
-        str, Query(description="risk (level, then the department's share), added, share, whatif_gain")
+        str,
+        Query(
+            max_length=MAX_ID_LENGTH, description="risk (level, then the department's share), added, share, whatif_gain"
+        ),
     ] = "risk",
 ) -> Response:
     """The milestones and clients where the department's drivers push risk up, ranked by the prediction's level and
@@ -213,6 +237,14 @@ def worklist_get(
     chosen = i18n.pick_lang(request.headers.get("accept-language"), lang)
     targets = None if target is None else [target]
     return _service().worklist(department, as_of, targets, chosen, limit, sort, _wants_csv(request))
+
+
+@v1_get.post("/admin/reload", summary="load new data and new champions without a failed request")
+def reload_post() -> JSONResponse:
+    """Load the data folder and the @champion models in settings beside the ones answering now, then switch: this
+    worker at once, the others within `reload_check_seconds`. Requests in flight finish on the set they started with.
+    A reload that fails leaves the old set answering: 200 with `ok: false` and the reason (also in GET /v1/models)."""
+    return JSONResponse(_service().reload("asked by POST /v1/admin/reload"))
 
 
 @v1_get.get("/ui/strings", summary="the board's words in a language")
@@ -254,23 +286,26 @@ class RiskService:
     def __init__(self) -> None:
         self.settings = get_settings()
         try:
-            self.engine = build_engine(self.settings)
+            self.holder = Holder.start(self.settings, build_engine)
         except NotReady as err:
             refuse(err)
             raise
-        self.snapshots = Snapshots(self.engine)
         logging.getLogger("bentoml._internal.server.http_app").addFilter(BadRequestsInOneLine())
         gc.collect()
-        gc.freeze()  # the loaded data and models live as long as the process: keep them out of every GC pass
-        snapshot = self.snapshots.current
+        gc.freeze()  # the loaded data and models live until a reload: keep them out of every GC pass
+        served = self.holder.current
+        snapshot = served.snapshots.current
         logger.info(
-            "EQSMS Risk ready: models %s, data %s; %d open projects precomputed as of %s in %.1f s",
-            self.engine.versions(),
-            self.settings.data_dir,
+            "EQSMS Risk ready: models %s, data %s (%s); %d open projects precomputed as of %s in %.1f s",
+            served.engine.versions(),
+            served.data_dir,
+            served.fingerprint,
             len(snapshot.projects),
             snapshot.as_of.date(),
             snapshot.seconds,
         )
+        models_too = RiskService.bento is None  # a bento's models are its own: only its data can change
+        self.holder.poll(self.settings.reload_check_seconds, self.settings.reload_poll_seconds, models_too)
 
     @bentoml.on_deployment
     def preflight() -> None:
@@ -285,21 +320,36 @@ class RiskService:
     def _top_k(self, top_k: int | None) -> int:
         return self.settings.default_top_k if top_k is None else top_k
 
-    def _meta(self, as_of: datetime) -> dict:
-        return {"model_versions": self.engine.versions(), "data_freshness": self.engine.freshness(as_of)}
+    @property
+    def engine(self) -> Engine:
+        """The current set's engine (a request takes ``self.holder.current`` once and uses its engine throughout)."""
+        return self.holder.current.engine
+
+    @staticmethod
+    def _meta(served: Served, as_of: datetime) -> dict:
+        """What every answer says of the set it was computed from: the model versions, the data snapshot, and how
+        fresh the data is at ``as_of``."""
+        return {
+            "model_versions": served.engine.versions(),
+            "data_snapshot": served.data_snapshot(),
+            "data_freshness": served.engine.freshness(as_of),
+        }
 
     def _lang(self, ctx, lang: str | None) -> str:
         """The language asked for: ``lang``, else the request's Accept-Language (in process: English)."""
         return i18n.pick_lang(ctx.request.headers.get("accept-language") if ctx else None, lang)
 
-    def _told(self, project: BaseModel, lang: str) -> dict:
+    @staticmethod
+    def _told(served: Served, project: BaseModel, lang: str) -> dict:
         """A project's answer as a dict, its driver texts in ``lang``."""
-        return i18n.translate_project(project.model_dump(), lang, self.engine.feature_specs)
+        return i18n.translate_project(project.model_dump(), lang, served.engine.feature_specs)
 
-    def _precomputed(self, project_id: str, as_of: datetime | None, top_k: int, lang: str) -> Response | None:
+    def _precomputed(
+        self, served: Served, project_id: str, as_of: datetime | None, top_k: int, lang: str
+    ) -> Response | None:
         """The snapshot's answer for the project, serialised once, when the request asks what the snapshot holds
         (its as_of, the default drivers, all open milestones); else None."""
-        snapshot = self.snapshots.get()
+        snapshot = served.snapshots.get()
         if top_k != self.settings.default_top_k or project_id not in snapshot.projects:
             return None
         t = today() if as_of is None else _naive_utc(as_of)
@@ -308,8 +358,8 @@ class RiskService:
         body = snapshot.risk_bodies.get((project_id, lang))
         if body is None:
             project = snapshot.projects[project_id]
-            told = self._told(project, lang) if lang != "en" else dict(project)
-            body = schemas.RiskResponse(**told, **self._meta(project.as_of)).model_dump_json().encode()
+            told = self._told(served, project, lang) if lang != "en" else dict(project)
+            body = schemas.RiskResponse(**told, **self._meta(served, project.as_of)).model_dump_json().encode()
             snapshot.risk_bodies[(project_id, lang)] = body
         return Response(body, media_type="application/json")
 
@@ -329,14 +379,16 @@ class RiskService:
         """One project's open milestones, each with every milestone target's answer and its drivers; the answers about
         its client (churn risk). Today's answers (the board's as_of) come precomputed. 404: unknown project or
         milestone; 400: an as_of before the project began or too far after the data."""
-        chosen, k = self._lang(ctx, lang), self._top_k(top_k)
+        chosen, k, served = self._lang(ctx, lang), self._top_k(top_k), self.holder.current
 
         def compute() -> schemas.RiskResponse | Response:
-            if milestone_ids is None and (ready := self._precomputed(project_id, as_of, k, chosen)) is not None:
-                return ready
-            project = self.engine.risk([project_id], as_of, milestone_ids, k)[0]
-            told = self._told(project, chosen) if chosen != "en" else dict(project)
-            return schemas.RiskResponse(**told, **self._meta(project.as_of))
+            if milestone_ids is None:
+                ready = self._precomputed(served, project_id, as_of, k, chosen)
+                if ready is not None:
+                    return ready
+            project = served.engine.risk([project_id], as_of, milestone_ids, k)[0]
+            told = self._told(served, project, chosen) if chosen != "en" else dict(project)
+            return schemas.RiskResponse(**told, **self._meta(served, project.as_of))
 
         return answer(compute, ctx=ctx)
 
@@ -351,41 +403,41 @@ class RiskService:
     ) -> schemas.BatchResponse:
         """The same for many projects (default: every project open at as_of), scored in one vectorised pass.
         `Accept: text/csv` answers one row per open milestone. 413: more than max_batch_projects ids."""
-        chosen = self._lang(ctx, lang)
+        chosen, served = self._lang(ctx, lang), self.holder.current
+        engine = served.engine
 
         def compute() -> schemas.BatchResponse:
             limit = self.settings.max_batch_projects
             if project_ids is None:  # every project open at as_of: begun, and not handed over before it
-                t = self.engine.resolve_as_of(as_of, [])
-                ids = self.engine.open_projects(t)
+                t = engine.resolve_as_of(as_of, [])
+                ids = engine.open_projects(t)
             else:
                 t, ids = as_of, list(dict.fromkeys(project_ids))
                 if len(ids) > limit:
                     raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
-            projects = self.engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids") if ids else []
-            meta = self._meta(projects[0].as_of if projects else self.engine.resolve_as_of(t, []))
+            projects = engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids") if ids else []
+            meta = self._meta(served, projects[0].as_of if projects else engine.resolve_as_of(t, []))
+            if chosen != "en":
+                projects = [schemas.ProjectRisk(**self._told(served, p, chosen)) for p in projects]
             if ctx is not None and _wants_csv(ctx.request):
                 stale = meta["data_freshness"].stale
-                rows = [row for p in projects for row in terminal.csv_rows(self._as_answer(p, chosen), stale)]
+                rows = [row for p in projects for row in terminal.csv_rows(p, stale)]
                 return csv_response(terminal.csv_header(), rows, "risk")
-            if chosen != "en":
-                projects = [self._told(p, chosen) for p in projects]
             return schemas.BatchResponse(projects=projects, **meta)
 
         return answer(compute, ctx=ctx)
-
-    def _as_answer(self, project: BaseModel, lang: str) -> BaseModel:
-        return schemas.ProjectRisk(**self._told(project, lang)) if lang != "en" else project
 
     @bentoml.api(route="/v1/trend", input_spec=schemas.TrendRequest)
     def trend(self, project_id: str, as_of: datetime | None = None, weeks: int = 12) -> schemas.TrendResponse:
         """The project's risks scored as of each past week up to as_of, each week seeing only its own facts: the
         highest defect risk, slip and P(late) over its open milestones, and its client's churn risk."""
 
+        engine = self.holder.current.engine
+
         def compute() -> schemas.TrendResponse:
-            t = self.engine.resolve_as_of(as_of, [project_id])
+            t = engine.resolve_as_of(as_of, [project_id])
             return schemas.TrendResponse(
-                project_id=project_id, as_of=t, points=board.trend(self.engine, project_id, t, weeks)
+                project_id=project_id, as_of=t, points=board.trend(engine, project_id, t, weeks)
             )
 
         return answer(compute)
@@ -394,23 +446,25 @@ class RiskService:
     def facts(self, project_id: str, as_of: datetime | None = None) -> schemas.FactsResponse:
         """What the project's risks rest on at as_of: its plan, its latest inspections and complaints as known then,
         its open defects and complaints, its SPI and CPI."""
-        return answer(lambda: schemas.FactsResponse(**board.facts(self.engine, project_id, as_of)))
+        engine = self.holder.current.engine
+        return answer(lambda: schemas.FactsResponse(**board.facts(engine, project_id, as_of)))
 
     # ----------------------------------------------------------------------------------------- board's reads
     def portfolio(self, lang: str) -> Response:
         """The snapshot's portfolio in ``lang``, serialised once per snapshot and language."""
-        snapshot = self.snapshots.get()
+        served = self.holder.current
+        snapshot = served.snapshots.get()
         body = snapshot.portfolio_bodies.get(lang)
         if body is None:
             lines = snapshot.lines
             if lang != "en":
-                lines = [_told_line(line, lang, self.engine.feature_specs) for line in lines]
+                lines = [_told_line(line, lang, served.engine.feature_specs) for line in lines]
             body = schemas.PortfolioResponse(
                 as_of=snapshot.as_of,
                 snapshot=snapshot.about(),
                 levels=self.settings.risk_levels,
                 projects=lines,
-                **self._meta(snapshot.as_of),
+                **self._meta(served, snapshot.as_of),
             ).model_dump_json()
             snapshot.portfolio_bodies[lang] = body = body.encode()
         return Response(body, media_type="application/json")
@@ -418,47 +472,60 @@ class RiskService:
     def worklist(
         self, department: str, as_of: datetime | None, targets, lang: str, limit: int, sort: str, csv: bool
     ) -> Response:
+        served = self.holder.current
+        engine = served.engine
         try:
-            snapshot = self.snapshots.get()
+            snapshot = served.snapshots.get()
             t = snapshot.as_of if as_of is None else _naive_utc(as_of)
             if snapshot.answers(t):
-                items, total = snapshot.worklist(self.engine, department, sort, targets, limit)
+                items, total = snapshot.worklist(engine, department, sort, targets, limit)
             else:
                 board.check_worklist(department, sort, targets)
-                t = self.engine.resolve_as_of(t, [])
-                block = self.engine.block(self.engine.open_projects(t), t, top_k=0, keep=True)
-                items, total = board.worklist(self.engine, block, department, limit, sort, targets)
+                t = engine.resolve_as_of(t, [])
+                block = engine.block(engine.open_projects(t), t, top_k=0, keep=True)
+                items, total = board.worklist(engine, block, department, limit, sort, targets)
         except RequestError as err:
             return error_response(err.field, err.message, err.status)
         if lang != "en":
-            items = [board.told_item(item, lang, self.engine.feature_specs) for item in items]
+            items = [board.told_item(item, lang, engine.feature_specs) for item in items]
         if csv:
             return csv_response(terminal.WORKLIST_FIELDS, terminal.worklist_rows(items), f"worklist-{department}")
         body = schemas.WorklistResponse(
-            department=department, as_of=t, items=items, total=total, model_versions=self.engine.versions()
+            department=department,
+            as_of=t,
+            items=items,
+            total=total,
+            model_versions=engine.versions(),
+            data_snapshot=served.data_snapshot(),
         )
         return Response(body.model_dump_json(), media_type="application/json")
 
     @bentoml.api(route="/v1/predict", input_spec=schemas.PredictRequest)
     def predict(self, model: str, rows: list[dict[str, Any]], top_k: int | None = None) -> schemas.PredictResponse:
-        """Predictions and drivers for feature rows the caller supplies; odd values are scored but flagged."""
-        return answer(lambda: self.engine.predict(model, rows, self._top_k(top_k)))
+        """Predictions and drivers for feature rows the caller supplies; odd values are scored but flagged. 400: a
+        value a feature cannot take (text for a number, NaN, a negative count); 413: more than max_predict_rows rows."""
+        served = self.holder.current
+        return answer(lambda: _stamped(served, served.engine.predict(model, rows, self._top_k(top_k))))
 
     @bentoml.api(route="/v1/whatif", input_spec=schemas.WhatIfRequest)
     def whatif(
         self, project_id: str, milestone_id: str, changes: dict[str, float], as_of: datetime | None = None
     ) -> schemas.WhatIfResponse:
-        """Every target's prediction for one open milestone before and after changing some features."""
+        """Every target's prediction for one open milestone before and after changing some features. 400: a value
+        the feature cannot take (a negative count, a share above 1); 404: unknown project or milestone; 413: more than
+        max_whatif_changes changes."""
+        served = self.holder.current
         return answer(
-            lambda: self.engine.whatif(project_id, milestone_id, changes, as_of),
+            lambda: _stamped(served, served.engine.whatif(project_id, milestone_id, changes, as_of)),
             fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
         )
 
     @bentoml.api(route="/v1/features", input_spec=schemas.FeaturesRequest)
     def features(self, project_id: str, milestone_id: str, as_of: datetime | None = None) -> schemas.FeaturesResponse:
         """One open milestone's feature row at as_of, as the models see it: a realistic row for /v1/predict."""
+        served = self.holder.current
         return answer(
-            lambda: self.engine.features(project_id, milestone_id, as_of),
+            lambda: _stamped(served, served.engine.features(project_id, milestone_id, as_of)),
             fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
         )
 
@@ -466,7 +533,26 @@ class RiskService:
     def models(self) -> schemas.ModelsResponse:
         """Each champion: name, version, alias, training time, data window, test metrics, reliability curve,
         features. (Also answered to GET /v1/models; POST is what `bentoml.SyncHTTPClient.models()` sends.)"""
-        return schemas.ModelsResponse(models=self.engine.models())
+        return self.models_now()
+
+    def models_now(self) -> schemas.ModelsResponse:
+        served = self.holder.current
+        return schemas.ModelsResponse(
+            models=served.engine.models(), data_snapshot=served.data_snapshot(), last_reload=self.holder.last_reload
+        )
+
+    # ------------------------------------------------------------------------------------------------- reloads
+    def reload(self, reason: str) -> dict:
+        """Ask every worker to reload (the marker file) and reload this one now; the outcome."""
+        self.holder.ask_every_worker(self.settings)
+        return self.holder.reload(reason)
+
+
+def _stamped(served: Served, response: M) -> M:
+    """An answer the engine built, with the model versions and the data snapshot it was computed from."""
+    return response.model_copy(
+        update={"model_versions": served.engine.versions(), "data_snapshot": served.data_snapshot()}
+    )
 
 
 def _naive_utc(value: datetime) -> pd.Timestamp:
@@ -482,5 +568,7 @@ def _told_line(line: dict, lang: str, specs) -> dict:
     return {**line, "top_driver": {**driver, "text": i18n.driver_text(driver, driver["target"], lang, specs)}}
 
 
+RiskService.add_asgi_middleware(Guard)  # first: the outermost (keys, CORS, security headers)
 RiskService.add_asgi_middleware(FieldErrors)
+RiskService.add_asgi_middleware(BodyLimit)  # 413 before a body over max_body_bytes is read
 RiskService.add_asgi_middleware(ApiPages)

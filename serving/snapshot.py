@@ -13,7 +13,6 @@ computed, until the new one is ready) and whenever the service loads new data or
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,20 +20,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from features.contract import latest_fact
 from features.registry import DEPARTMENTS
 from serving import board
 from serving.runtime import Block, Engine
-
-
-def data_fingerprint(engine: Engine) -> str:
-    """A short fingerprint of the loaded data: each table's name, rows and newest fact."""
-    digest = hashlib.sha256()
-    for name in sorted(engine.tables):
-        table = engine.tables[name]
-        digest.update(f"{name}:{len(table)}:{','.join(map(str, table.columns))};".encode())
-    digest.update(str(latest_fact(engine.tables)).encode())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -44,7 +32,6 @@ class Snapshot:
     as_of: pd.Timestamp
     built_at: datetime
     seconds: float
-    fingerprint: str
     block: Block | None
     projects: dict  # project_id -> schemas.ProjectRisk
     lines: list[dict]  # the portfolio, one line a project (serving.board.portfolio)
@@ -65,7 +52,6 @@ class Snapshot:
             as_of=t,
             built_at=datetime.now(UTC),
             seconds=round(time.perf_counter() - started, 3),
-            fingerprint=data_fingerprint(engine),
             block=block,
             projects={p.project_id: p for p in projects},
             lines=board.portfolio(engine, projects),
@@ -93,7 +79,6 @@ class Snapshot:
             "as_of": self.as_of.isoformat(),
             "built_at": self.built_at.isoformat(),
             "build_seconds": self.seconds,
-            "fingerprint": self.fingerprint,
             "projects": len(self.projects),
         }
 

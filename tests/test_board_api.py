@@ -61,7 +61,9 @@ def test_todays_answer_comes_precomputed_and_equals_the_computed_one(service, ht
     project = next(p["project_id"] for p in portfolio["projects"] if p["open_milestones"] > 1)
     fast = http.post("/v1/risk", json={"project_id": project, "as_of": day})
     assert fast.status_code == 200
-    precomputed = service._precomputed(project, pd.Timestamp(day), service.settings.default_top_k, "en")
+    precomputed = service._precomputed(
+        service.holder.current, project, pd.Timestamp(day), service.settings.default_top_k, "en"
+    )
     assert precomputed is not None and json.loads(precomputed.body) == fast.json()
     computed = http.post("/v1/risk", json={"project_id": project, "as_of": day, "top_k": 4}).json()
     fast = fast.json()
@@ -112,7 +114,7 @@ def test_the_whatif_gain_is_what_the_whatif_endpoint_says(service, http, portfol
     items = http.get("/v1/worklist", params={"department": "quality", "sort": "whatif_gain", "target": "defect_risk"})
     item = items.json()["items"][0]
     assert item["whatif_gain"] > 0
-    block = service.snapshots.current.block
+    block = service.holder.current.snapshots.current.block
     actionable = {"defects_open", "inspections_open", "days_to_close_mean"}
     changes = {
         d["feature"]: float(np.nanmedian(block.columns["milestone"][d["feature"]]))

@@ -45,8 +45,8 @@ def test_readme_eqsms_commands_run_in_order(tmp_path, monkeypatch):
     runner = CliRunner()
     for command in readme_commands("eqsms"):
         args = shlex.split(command)[1:]
-        if args[0] in ("serve", "package"):
-            continue  # a server and a bento: run for real, on champions, by tests/test_serving_e2e.py
+        if args[0] in ("serve", "package", "reload"):
+            continue  # a server and a bento: run for real, on champions, by test_serving_e2e.py and test_reload.py
         if args[0] in ("risk", "worklist"):
             continue  # all three champions (only delay is promoted above): tests/test_risk_cli.py, test_worklist_cli.py
         if args[0] == "generate" and "data_samples/world" in args:

@@ -35,9 +35,17 @@ def on_champions(champions, monkeypatch):
 @pytest.fixture(scope="module")
 def expected(engine) -> dict:
     """The engine's answer as the API gives it (``POST /v1/risk``)."""
+    from serving.state import data_snapshot, folder_fingerprint
+
     project = engine.risk([PROJECT], AS_OF, top_k=3)[0]
     freshness = engine.freshness(project.as_of).model_dump(mode="json")
-    return {**project.model_dump(mode="json"), "model_versions": engine.versions(), "data_freshness": freshness}
+    snapshot = data_snapshot(engine, folder_fingerprint(engine.settings.data_dir))
+    return {
+        **project.model_dump(mode="json"),
+        "model_versions": engine.versions(),
+        "data_snapshot": snapshot,
+        "data_freshness": freshness,
+    }
 
 
 def run(*args: str):

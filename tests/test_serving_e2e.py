@@ -69,7 +69,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
 
 def test_readme_curl_examples(server):
     commands = readme_curls()
-    assert len(commands) == 12  # one an endpoint, and the CSV answers
+    assert len(commands) == 13  # one an endpoint, the CSV answers and the reload
     for command in commands:
         done = run(["bash", "-c", command.replace(README_URL, server.base)])
         assert done.returncode == 0, f"{command}\n{done.stderr}"

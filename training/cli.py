@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import console, fail, one_of, print_table, progress, summary, took, where
+from eqsms.cli_kit import DEBUG, console, fail, one_of, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
 from features.targets import TARGETS
 
@@ -61,7 +63,7 @@ def train(
     from training.evaluate import TooFewRows, read_oracle
     from training.pipeline import Outcome, all_targets, band_rows, run_target, summary_rows, training_datasets
     from training.tables import TableError, dataset_from_table
-    from training.tracking import configure
+    from training.tracking import MIDWAY_FAULTS, StoreUnavailable, open_store, store_problem
     from training.tune import Budget
 
     settings = get_settings()
@@ -91,14 +93,23 @@ def train(
         said = f"point-in-time datasets (reused from {settings.datasets_dir} when built from this data)"
         with progress(said) as shown:
             validating = shown.hook(f"validating {data_dir}", count=True)
-            datasets = training_datasets(
-                data_dir, settings, all_targets(model), lambda d: load_or_exit(d, validating), shown.hook(count=True)
-            )
+            told = shown.hook(count=True)
+            try:
+                datasets = training_datasets(
+                    data_dir, settings, all_targets(model), lambda d: load_or_exit(d, validating), told
+                )
+            except OSError as err:  # most often a work folder that cannot be made or written
+                fail("cannot build the datasets", f"{err} (EQSMS_WORK_DIR must be a folder this user can write)")
         for ds in datasets.values():
             if not isinstance(ds, str):
                 console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source})", highlight=False)
         oracle, source = read_oracle(data_dir), str(data_dir)
-    client = configure(settings)
+    if not os.environ.get(DEBUG):  # MLflow logs a store's error with its traceback: the command says it in one line
+        logging.getLogger("mlflow.store.db.utils").addFilter(_no_traceback)
+    try:
+        client = open_store(settings)  # unreachable, locked or unwritable: said now, not after the training
+    except StoreUnavailable as err:
+        fail("cannot train", err)
     console.print(f"MLflow store: {settings.tracking_uri}", soft_wrap=True)
     outcomes, searches = [], {}
     trainable = [name for name, ds in datasets.items() if not isinstance(ds, str)]
@@ -117,6 +128,8 @@ def train(
                 outcome = run_target(ds, target_settings, oracle, source, promote, client, force, shown.hook(name))
             except TooFewRows as err:
                 fail(f"cannot train {name}", err)
+            except MIDWAY_FAULTS as err:  # the store went away or was locked: nothing of this model is registered
+                fail(f"cannot train {name}", store_problem(settings.tracking_uri, err))
             shown.advance()
             if searches.get(name) and outcome.registered:
                 from training.tune import log_search
@@ -158,6 +171,10 @@ def train(
         f"trained {sum(not o.skipped for o in outcomes)} of {len(outcomes)} models on {where(source)}",
         trained | wrote | {"MLflow store": _absolute(settings.tracking_uri), "time": took(started)},
     )
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    return not record.exc_info
 
 
 def _absolute(uri: str) -> str:

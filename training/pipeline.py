@@ -26,7 +26,7 @@ from features.targets import TARGETS, TargetUnavailable, band_texts, target
 from training import report
 from training.evaluate import TrainResult, refit_on_all_rows, train_target
 from training.kinds import strategy
-from training.tracking import Decision, Registered, configure, log_training, promote
+from training.tracking import Decision, Registered, configure, log_training, promote, withdraw
 
 KNOWN_LIMITS = [
     "Trained and tested on the rows of one firm's exports; a new firm or project type needs its own backtest.",
@@ -177,7 +177,11 @@ def run_target(
     tolerances = settings.promotion_tolerance, settings.baseline_tolerance
     if gate:
         step(4, "promotion gate")
-    decision = promote(client, registered.target, *tolerances) if gate else None
+    try:
+        decision = promote(client, registered.target, *tolerances) if gate else None
+    except BaseException:  # the gate never moved @champion (its last write): nor does the registry keep the version
+        withdraw(client, registered)
+        raise
     return Outcome(registered.target, result, registered, decision)
 
 

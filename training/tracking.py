@@ -3,7 +3,8 @@
 The embedded default is a sqlite store in the work folder, with artifacts beside it; ``MLFLOW_TRACKING_URI`` (or
 the ``mlflow_tracking_uri`` setting) points everything at a tracking server instead. A model is registered only
 after its run has logged everything, and serving reads only ``@champion``: a run that fails midway moves no alias
-and leaves nothing serving could pick up.
+and leaves nothing serving could pick up. A registration or a gate that fails (the store locked or gone) is withdrawn,
+and the gate moves ``@champion`` as its last write; ``eqsms train`` checks the store before it trains.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
+import sqlite3
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from requests import RequestException
+from sqlalchemy.exc import SQLAlchemyError
 
 from eqsms.settings import REPO_ROOT, Settings, data_name
 from features.datasets import Dataset
@@ -65,6 +72,68 @@ def configure(settings: Settings) -> MlflowClient:
     else:
         os.environ["MLFLOW_TRACKING_URI"] = user_choice
     return MlflowClient(uri, registry_uri=uri)
+
+
+PROBE_SECONDS = 5  # how long the check before training waits for a locked sqlite file or a silent server
+# What a store that is unreachable, locked or unwritable raises (MLflow passes some of SQLAlchemy's and requests' own).
+MIDWAY_FAULTS = (MlflowException, SQLAlchemyError, RequestException)
+STORE_FAULTS = (*MIDWAY_FAULTS, sqlite3.Error, OSError)  # and, before training, the sqlite file's own
+
+
+class StoreUnavailable(RuntimeError):
+    """The MLflow store cannot be reached or written; the message names it and says what to do."""
+
+
+def store_problem(uri: str, err: BaseException) -> str:
+    """One line for a user: the store, what went wrong with it (the error's first line) and what to do."""
+    said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    said = re.sub(r"^\([\w.]+\) ", "", said)  # SQLAlchemy's "(sqlite3.OperationalError) database is locked"
+    errno = None if isinstance(err, OSError) else re.search(r"\[Errno -?\d+\] [^'\")]+", said)
+    if errno:  # an HTTP error's root cause, not urllib3's chain around it
+        said = errno.group(0).strip()
+    if "locked" in said:
+        todo = "another process holds it: wait for it to finish, or stop it, and train again"
+    elif uri.startswith("sqlite:"):
+        todo = "point EQSMS_WORK_DIR or MLFLOW_TRACKING_URI at a folder this user can write"
+    else:
+        todo = "start the tracking server, or point MLFLOW_TRACKING_URI at one that answers"
+    return f"the MLflow store {uri} failed ({said}): {todo}"
+
+
+@contextmanager
+def _no_retries() -> Iterator[None]:
+    """MLflow's HTTP calls without their retries (minutes, by default) and with a short timeout, for the while."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_SECONDS)}
+    before = {key: os.environ.get(key) for key in quick}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def open_store(settings: Settings) -> MlflowClient:
+    """:func:`configure`, then check that the store answers and can be written, before minutes of training: a
+    sqlite file whose folder cannot be made or that another process holds locked, or a server that does not answer,
+    raise :class:`StoreUnavailable` at once."""
+    uri = settings.tracking_uri
+    try:
+        client = configure(settings)
+        if uri.startswith("sqlite:///"):
+            path = uri.removeprefix("sqlite:///").split("?")[0]
+            with closing(sqlite3.connect(path, timeout=PROBE_SECONDS, isolation_level=None)) as conn:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock MLflow will need, taken and given back
+                conn.execute("ROLLBACK")
+        else:
+            with _no_retries():
+                client.search_experiments(max_results=1)
+    except STORE_FAULTS as err:
+        raise StoreUnavailable(store_problem(uri, err)) from err
+    return client
 
 
 def experiment_id(client: MlflowClient, target: str, settings: Settings) -> str:
@@ -175,6 +244,7 @@ class Registered:
     run_id: str
     version: str
     model_uri: str
+    challenger_before: str | None = None  # what @challenger was before: withdraw() puts it back
 
 
 SCHEMA_SAMPLE_ROWS = 1000  # MLflow infers a schema value by value: on a 40,000-row dataset that took 3 s
@@ -225,13 +295,33 @@ def log_training(
             # loads), and a python_function whose predict gives the calibrated outputs (training.pyfunc).
             extras = bundle.write_extras(Path(tmp) / "extras")
             info = pyfunc.log_model(bundle, result.test_rows, extras, PIP_REQUIREMENTS)
-    version = mlflow.register_model(info.model_uri, name)
-    client.update_model_version(name, version.version, description=version_description(result, ds, source))
-    client.set_model_version_tag(name, version.version, "target", result.target)  # the gate judges by its spec
-    if "training.identity" in tags:
-        client.set_model_version_tag(name, version.version, "training.identity", tags["training.identity"])
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return Registered(name, run.info.run_id, str(version.version), f"models:/{name}/{version.version}")
+    before = alias_version(client, name, CHALLENGER)
+    version = str(mlflow.register_model(info.model_uri, name).version)
+    registered = Registered(name, run.info.run_id, version, f"models:/{name}/{version}", before)
+    try:
+        client.update_model_version(name, version, description=version_description(result, ds, source))
+        client.set_model_version_tag(name, version, "target", result.target)  # the gate judges by its spec
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        if "training.identity" in tags:  # last: registered_with takes a version with it for a finished training
+            client.set_model_version_tag(name, version, "training.identity", tags["training.identity"])
+    except BaseException:
+        withdraw(client, registered)
+        raise
+    return registered
+
+
+def withdraw(client: MlflowClient, registered: Registered) -> None:
+    """Undo a registration that a failure cut short (the store locked or gone, Ctrl-C): ``@challenger`` back where it
+    was and the version deleted, so the registry is as it was. Best effort, since the store may be what failed."""
+    name, version = registered.target, registered.version
+    try:
+        if registered.challenger_before:
+            client.set_registered_model_alias(name, CHALLENGER, registered.challenger_before)
+        client.delete_model_version(name, version)
+    except Exception as err:  # the error that brought us here is the one to report; say what is left behind
+        logging.getLogger(__name__).warning(
+            "version %s of %s is left registered (it was never @%s): %s", version, name, CHAMPION, str(err)[:200]
+        )
 
 
 def load_bundle(model_uri: str) -> ModelBundle:
@@ -319,9 +409,9 @@ def promote(client: MlflowClient, name: str, tolerance: float, baseline_toleranc
             decision = Decision(name, better, reason, challenger, champion, metric, new, old)
     else:
         decision = Decision(name, False, refused, challenger, champion, metric, new)
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
     _record(client, decision)
+    if decision.promoted:  # the last write: a gate that fails before it has moved no alias
+        client.set_registered_model_alias(name, CHAMPION, challenger)
     return decision
 
 

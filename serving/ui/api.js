@@ -1,4 +1,7 @@
-// The same-origin API. Every call that returns words passes the page's language.
+// The same-origin API. Every call that returns words passes the page's language. When the service asks for a key
+// (401), the board asks for it once (key.js) and sends it with every call as `Authorization: Bearer <key>`.
+
+import { askKey, forgetKey, savedKey } from "./key.js";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -16,20 +19,28 @@ async function request(path, options, query) {
   for (const [key, value] of Object.entries(query || {})) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
   }
-  let response;
-  try {
-    response = await fetch(url, { headers: { Accept: "application/json" }, ...options });
-  } catch (err) {
-    throw new ApiError(0, { error: `the service did not answer (${err.message})` });
+  for (;;) {
+    const key = savedKey();
+    const headers = { Accept: "application/json", ...(options.headers || {}) };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    let response;
+    try {
+      response = await fetch(url, { ...options, headers });
+    } catch (err) {
+      throw new ApiError(0, { error: `the service did not answer (${err.message})` });
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok) return body;
+    if (response.status !== 401) throw new ApiError(response.status, body);
+    if (savedKey() !== key) continue; // a key was given meanwhile: try with it
+    if (key) forgetKey();
+    if (!(await askKey(Boolean(key)))) throw new ApiError(response.status, body);
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body;
 }
 
 export function get(path, query) {
