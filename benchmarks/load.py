@@ -170,18 +170,32 @@ def one_run(world: Path, store: Path, work: Path, args, with_reload: bool) -> di
 
 
 def promote_all(store: Path) -> dict[str, str]:
-    """Each champion registered again as a new version and moved to @champion (a real alias move)."""
+    """Each champion registered again as a new version and moved to @champion (a real alias move). MLflow's URIs,
+    which this sets for the process (and exports to its environment), are put back as they were."""
+    import mlflow
+
     from eqsms.settings import Settings
     from training.tracking import configure
 
-    client = configure(Settings(work_dir=store, mlflow_tracking_uri=f"sqlite:///{store / 'mlflow.db'}"))
-    out = {}
-    for name in ("defect_risk", "delay", "churn"):
-        old = client.get_model_version_by_alias(name, "champion")
-        new = client.create_model_version(name, old.source, run_id=old.run_id)
-        client.set_registered_model_alias(name, "champion", new.version)
-        out[name] = str(new.version)
-    return out
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        client = configure(Settings(work_dir=store, mlflow_tracking_uri=f"sqlite:///{store / 'mlflow.db'}"))
+        out = {}
+        for name in ("defect_risk", "delay", "churn"):
+            old = client.get_model_version_by_alias(name, "champion")
+            new = client.create_model_version(name, old.source, run_id=old.run_id)
+            client.set_registered_model_alias(name, "champion", new.version)
+            out[name] = str(new.version)
+        return out
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
+        for name, value in saved.items():  # set_*_uri export themselves: the environment as it was
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main() -> None:

@@ -88,13 +88,20 @@ def served(champions):
         warnings.simplefilter("ignore", DeprecationWarning)
         from starlette.testclient import TestClient
 
+    # The environment points at the champions only while the two instances start (they read their settings then):
+    # held for the whole session, it would point every later test at this store.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EQSMS_WORK_DIR", str(champions.work_dir))
         mp.setenv("EQSMS_DATA_DIR", str(champions.data_dir))
         mp.setenv("EQSMS_MAX_BATCH_PROJECTS", str(SERVED_MAX_BATCH))
+        mp.setenv("EQSMS_RELOAD_POLL_SECONDS", "0")  # no polling of a store these tests do not change
         service = RiskService()
-        with TestClient(RiskService.to_asgi()) as http:
-            yield service, http
+        http = TestClient(RiskService.to_asgi())
+        http.__enter__()  # the app's start-up: its own service instance
+    try:
+        yield service, http
+    finally:
+        http.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -55,26 +55,10 @@ def server(champions, store, tmp_path_factory):
 
 
 def promote_all(store: Path) -> dict[str, str]:
-    """Each champion registered again as a new version and moved to @champion, as `eqsms train --promote` does; the
-    test process's MLflow URIs are put back as they were."""
-    import mlflow
+    """Each champion registered again as a new version and moved to @champion, as `eqsms train --promote` does."""
+    from benchmarks.load import promote_all as promote
 
-    from eqsms.settings import Settings
-    from training.tracking import configure
-
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        client = configure(Settings(work_dir=store, mlflow_tracking_uri=f"sqlite:///{store / 'mlflow.db'}"))
-        out = {}
-        for name in ("defect_risk", "delay", "churn"):
-            old = client.get_model_version_by_alias(name, "champion")
-            new = client.create_model_version(name, old.source, run_id=old.run_id)
-            client.set_registered_model_alias(name, "champion", new.version)
-            out[name] = str(new.version)
-        return out
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+    return promote(store)
 
 
 def swap_in(exports: Path, make) -> None:
