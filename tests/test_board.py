@@ -14,48 +14,18 @@ import csv
 import json
 import re
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from serving.local import HOST, call, free_port, start, stop, wait_ready
+from serving.local import stop
 from tests import browser
+from tests.live import serve
 
 UI = Path(__file__).resolve().parent.parent / "serving" / "ui"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MARKUP_ID = "<img src=x onerror=window.__xss=1>"
 DEPARTMENTS = {"quality", "technical", "safety", "cost", "customer service", "project office"}
-
-
-@dataclass
-class Server:
-    base: str
-    process: subprocess.Popen
-    log: Path
-
-    def get(self, path: str) -> dict:
-        status, answer = call(f"{self.base}{path}")
-        assert status == 200, answer
-        return answer
-
-    def post(self, path: str, body: dict) -> dict:
-        status, answer = call(f"{self.base}{path}", body)
-        assert status == 200, answer
-        return answer
-
-
-def serve(env: dict[str, str], log: Path):
-    port = free_port()
-    process = start(port, env, log)
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_ready(base, process, timeout=120)
-    except (RuntimeError, TimeoutError) as err:
-        stop(process)
-        pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
-    return Server(base, process, log)
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.local import HOST, call, free_port, start, stop, wait_ready
+from serving.local import call
+from tests.live import serve
 
 pytestmark = pytest.mark.slow  # a real server with two workers
 
@@ -34,7 +35,6 @@ def store(champions, tmp_path_factory) -> Path:
 def server(champions, store, tmp_path_factory):
     exports = tmp_path_factory.mktemp("exports")
     shutil.copytree(champions.data_dir, exports / "data")
-    port, log = free_port(), exports / "serve.log"
     env = champions.env(
         EQSMS_WORK_DIR=str(store),
         MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}",  # the copy, whatever the session set
@@ -43,15 +43,9 @@ def server(champions, store, tmp_path_factory):
         EQSMS_RELOAD_CHECK_SECONDS="0.5",
         EQSMS_RELOAD_POLL_SECONDS="0",  # only asked reloads: the test decides when
     )
-    process = start(port, env, log)
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_ready(base, process, timeout=120)
-    except (RuntimeError, TimeoutError) as err:
-        stop(process)
-        pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
-    yield base, exports, log
-    stop(process)
+    server = serve(env, exports / "serve.log")
+    yield server.base, exports, server.log
+    server.stop()
 
 
 def promote_all(store: Path) -> dict[str, str]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -393,33 +391,20 @@ def test_the_service_puts_the_guard_outermost():
 
 
 # --------------------------------------------------------------------------------------------- real server
-@dataclass
-class Server:
-    base: str
-    process: subprocess.Popen
-    log: Path
-
-
 @pytest.fixture(scope="module")
 def keyed_server(champions, tmp_path_factory):
-    from serving.local import HOST, free_port, start, stop, wait_ready
+    from tests.live import serve
 
-    port, log = free_port(), tmp_path_factory.mktemp("keyed-serve") / "serve.log"
+    log = tmp_path_factory.mktemp("keyed-serve") / "serve.log"
     env = champions.env(
         EQSMS_API_KEYS=f"{KEY_1},{KEY_2}",
         EQSMS_ADMIN_KEYS=json.dumps([ADMIN_KEY]),
         EQSMS_CORS_ORIGINS=DASHBOARD,
         EQSMS_SERVE_WORKERS="1",
     )
-    process = start(port, env, log)
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_ready(base, process, timeout=120)
-    except (RuntimeError, TimeoutError) as err:
-        stop(process)
-        pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
-    yield Server(base, process, log)
-    stop(process)
+    server = serve(env, log)
+    yield server
+    server.stop()
 
 
 def fetch(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None):

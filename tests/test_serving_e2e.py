@@ -9,25 +9,18 @@ import re
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from serving.local import HOST, call, free_port, start, stop, wait_ready
+from tests.live import serve
 
 pytestmark = pytest.mark.slow  # real server processes and a bento build: `make test-fast` skips them
 
 ROOT = Path(__file__).resolve().parent.parent
 README_URL = "http://127.0.0.1:3000"
-
-
-@dataclass
-class Server:
-    base: str
-    process: subprocess.Popen
-    log: Path
 
 
 def serving_section() -> str:
@@ -51,16 +44,9 @@ def readme_curls() -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(champions, tmp_path_factory):
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    process = start(port, champions.env(EQSMS_MAX_BATCH_PROJECTS="50"), log)
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_ready(base, process, timeout=90)
-    except (RuntimeError, TimeoutError) as err:
-        stop(process)
-        pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
-    yield Server(base, process, log)
-    assert stop(process) is not None
+    server = serve(champions.env(EQSMS_MAX_BATCH_PROJECTS="50"), tmp_path_factory.mktemp("serve") / "serve.log", 90)
+    yield server
+    assert server.stop() is not None
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
