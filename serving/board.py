@@ -29,6 +29,7 @@ from features.registry import DEPARTMENTS
 from features.targets import CLASSIFIER, CLIENT, MILESTONE, of_scope, target
 from serving.drivers import top_drivers
 from serving.runtime import Block, Engine, RequestError
+from serving.runtime import levels as runtime_levels
 
 TREND_WEEKS = 12
 WORKLIST_DRIVERS = 5  # a worklist item tells at most this many of its department's drivers
@@ -47,10 +48,6 @@ def snapshot_as_of(engine: Engine, now: pd.Timestamp | None = None) -> pd.Timest
 
 
 # ----------------------------------------------------------------------------------------------------- portfolio
-def _level(p: float, cuts: list[float]) -> str:
-    return ("low", "medium", "high")[int(np.searchsorted(cuts, p, side="right"))]
-
-
 _RANK = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -75,7 +72,7 @@ def portfolio(engine: Engine, projects: Iterable) -> list[dict]:
         if milestones:
             m = milestones[0]
             delay = m.delay
-            delay_level = _level(delay.late_probability, levels["delay"])
+            delay_level = runtime_levels(np.array([delay.late_probability]), levels["delay"])[0]
             line["next"] = {  # rounded: a line a project, 10,000 lines and more, read by a browser
                 "milestone_id": m.milestone_id,
                 "kind": m.kind,
@@ -281,8 +278,7 @@ def _department_drivers(engine: Engine, block: Block, name: str, department: str
 def _levels(engine: Engine, name: str, outputs: dict[str, np.ndarray]) -> list[str]:
     """Each row's level: its probability's, or for a slip its P(late)'s, against the settings' cut-offs."""
     p = outputs["probability"] if "probability" in outputs else outputs["late_probability"]
-    cuts = engine.settings.risk_levels[name]
-    return [("low", "medium", "high")[k] for k in np.searchsorted(cuts, p, side="right")]
+    return runtime_levels(p, engine.settings.risk_levels[name])
 
 
 def _prediction_and_added(kind: str, outputs: dict[str, np.ndarray], added_raw: np.ndarray):

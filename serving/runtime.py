@@ -98,7 +98,8 @@ def load_tables(settings: Settings) -> dict[str, pd.DataFrame]:
         ) from err
 
 
-def _level(p: np.ndarray, thresholds: list[float]) -> list[str]:
+def levels(p: np.ndarray, thresholds: list[float]) -> list[str]:
+    """Each probability's level, low, medium or high, against the two cut-offs of ``settings.risk_levels``."""
     return np.array(["low", "medium", "high"])[np.searchsorted(thresholds, p, side="right")].tolist()
 
 
@@ -129,8 +130,8 @@ def probability_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, s
     """A classifier's answer per row (``schemas.ProbabilityRisk``): the calibrated probability, its level and the
     drivers."""
     p = scored.outputs["probability"]
-    levels = _level(p, settings.risk_levels[spec.name])
-    return [{"probability": float(p[i]), "level": levels[i], "drivers": scored.drivers[i]} for i in range(len(p))]
+    level = levels(p, settings.risk_levels[spec.name])
+    return [{"probability": float(p[i]), "level": level[i], "drivers": scored.drivers[i]} for i in range(len(p))]
 
 
 def slip_answers(spec: TargetSpec, scored: Scored, bundle: ModelBundle, settings: Settings) -> list[dict]:

@@ -17,17 +17,14 @@ from features.datasets import (
 )
 from features.families import Context
 from features.targets import horizon_band
-from features.validate import validate_tables
-from tests.tiny_world import raw_frames
+from tests.tiny_world import validated_tables
 
 AS_OF = pd.Timestamp("2020-12-17")
 
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
-    data = validate_tables(raw_frames())
-    assert all(rep.rows_quarantined == 0 for rep in data.reports.values())
-    return data.tables
+    return validated_tables()
 
 
 @pytest.fixture(scope="module")

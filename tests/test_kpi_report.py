@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from eqsms.cli import app
 from eqsms.settings import Settings, get_settings
-from features.validate import validate_tables
 from serving.kpi import (
     Forecast,
     NoForecast,
@@ -35,7 +34,7 @@ from serving.kpi import (
 from serving.kpi_report import STRINGS, Report, render
 from serving.report_cli import build_report
 from tests.test_importers import field_files, nyc_file  # noqa: F401  (fixtures)
-from tests.tiny_world import RAW, raw_frames
+from tests.tiny_world import RAW, validated_tables
 
 AS_OF = pd.Timestamp("2021-01-20")  # the tiny world's newest fact: P1's handover
 TOLERANCE = 15.0  # days: M1 and M0 (10 days late) are on time, M2 and M3 (20 days) are not
@@ -53,9 +52,7 @@ def settings(**extra) -> Settings:
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
-    data = validate_tables(raw_frames())
-    assert all(rep.rows_quarantined == 0 for rep in data.reports.values())
-    return data.tables
+    return validated_tables()
 
 
 @pytest.fixture(scope="module")
