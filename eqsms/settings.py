@@ -184,6 +184,11 @@ class ServingSettings(BaseSettings):
         description="keys that may also call /v1/admin/... (reload): EQSMS_ADMIN_KEYS=key1,key2 (as api_keys); "
         "when any key is set, admin endpoints answer only these",
     )
+    api_key: SecretStr | None = Field(
+        None,
+        description="the key eqsms's own commands send to a running service (`eqsms risk --url`, `worklist --url`, "
+        "`reload --url`): EQSMS_API_KEY=...; a reload needs one of admin_keys",
+    )
     metrics_need_key: bool = Field(
         False, description="when keys are set, /metrics asks for one too (health endpoints stay open)"
     )

@@ -152,22 +152,36 @@ def risk_from_service(url: str, project_id: str, as_of: str | None, top_k: int |
     return _from_service(url, endpoint, {k: v for k, v in body.items() if v is not None}, schemas.RiskResponse)
 
 
-def _from_service(url: str, endpoint: str, body: dict | None, model):
-    """A running service's answer at ``endpoint`` (POST ``body``, or GET when None) validated into ``model``; a
-    refusal or an unreachable service is one line naming what to fix."""
+def ask_service(url: str, endpoint: str, body: dict | None) -> tuple[int, object]:
+    """A running service's status and JSON answer at ``endpoint`` (POST ``body``, or GET when None), sent with the
+    key in settings (``EQSMS_API_KEY``) when there is one; an unreachable service, a body that is not JSON, or a
+    refused key is one line naming what to fix."""
     import urllib.error
-
-    from pydantic import ValidationError
 
     from serving.local import call
 
+    key = get_settings().api_key
     try:
-        status, answer = call(endpoint, body)
+        status, answer = call(endpoint, body, key=key.get_secret_value() if key else None)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         fail(f"cannot reach the service at {url}", f"{reason}: start it with `eqsms serve`, or check --url")
     except ValueError as err:
         fail(f"the service at {url} did not answer JSON", f"{err}: is --url an EQSMS Risk service?")
+    if status == 401:
+        said = "was refused" if key else "is needed"
+        fail(f"the service at {url} asks for a key", f"EQSMS_API_KEY {said}: set it to one of the service's keys")
+    if status == 403:
+        fail(f"the service at {url} refused the key", "EQSMS_API_KEY is not an admin key: this needs one")
+    return status, answer
+
+
+def _from_service(url: str, endpoint: str, body: dict | None, model):
+    """A running service's answer at ``endpoint`` (POST ``body``, or GET when None) validated into ``model``; a
+    refusal or an unreachable service is one line naming what to fix."""
+    from pydantic import ValidationError
+
+    status, answer = ask_service(url, endpoint, body)
     if status != 200:
         error = answer.get("error", answer) if isinstance(answer, dict) else answer
         field = answer.get("field", "") if isinstance(answer, dict) else ""
@@ -312,15 +326,9 @@ def reload(
 ) -> None:
     """Ask a running service to load the data folder and the @champion models in its settings beside the ones
     answering now and switch (POST /v1/admin/reload): every worker follows; a reload that fails leaves the old
-    ones answering, and this command says why (exit 1)."""
-    import urllib.error
-
-    from serving.local import call
-
-    try:
-        status, answer = call(f"{url.rstrip('/')}/v1/admin/reload", {})
-    except (urllib.error.URLError, OSError) as err:
-        fail(f"cannot reach the service at {url}", f"{getattr(err, 'reason', err)}: start it with `eqsms serve`")
+    ones answering, and this command says why (exit 1). When the service has keys, EQSMS_API_KEY must be an admin
+    key."""
+    status, answer = ask_service(url, f"{url.rstrip('/')}/v1/admin/reload", {})
     if status != 200 or not isinstance(answer, dict):
         fail(f"the service refused the reload ({status})", str(answer))
     if not answer.get("ok"):

@@ -36,10 +36,12 @@ def start(
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def call(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-    """POST ``body`` as JSON (GET when None); the status and the decoded JSON answer, errors included."""
+def call(url: str, body: dict | None = None, timeout: float = 30, key: str | None = None) -> tuple[int, dict]:
+    """POST ``body`` as JSON (GET when None), with ``key`` as ``Authorization: Bearer`` when given; the status and
+    the decoded JSON answer, errors included."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+from eqsms.settings import get_settings
 from serving import schemas
 
 TITLE = "EQSMS Risk"
@@ -47,12 +48,26 @@ def product_version() -> str:
         return "dev"
 
 
-def rewrite_spec(spec: dict) -> dict:
-    """The OpenAPI document with the product's title, version and description, and every /v1 operation's errors
-    described by :class:`serving.schemas.ErrorResponse`."""
+# The two ways a key is sent (serving.security.presented_key): either one is enough.
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+KEY_ERRORS = {
+    "401": "no key, or a key this service does not know (Authorization: Bearer <key>, or X-API-Key)",
+    "403": "an API key that is not an admin key, on /v1/admin",
+}
+
+
+def rewrite_spec(spec: dict, keys_set: bool = False) -> dict:
+    """The OpenAPI document with the product's title, version and description, every /v1 operation's errors
+    described by :class:`serving.schemas.ErrorResponse`, and how a key is sent: required on /v1 when the service has
+    keys (``keys_set``; 401 and, for /v1/admin, 403 described), optional otherwise."""
     spec["info"] = {"title": TITLE, "version": product_version(), "description": DESCRIPTION}
-    components = spec.setdefault("components", {}).setdefault("schemas", {})
-    components["ErrorResponse"] = schemas.ErrorResponse.model_json_schema()
+    components = spec.setdefault("components", {})
+    components.setdefault("schemas", {})["ErrorResponse"] = schemas.ErrorResponse.model_json_schema()
+    components["securitySchemes"] = SECURITY_SCHEMES
+    security = [{name: []} for name in SECURITY_SCHEMES] + ([] if keys_set else [{}])  # {}: no key needed
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for path, item in spec.get("paths", {}).items():
         if not path.startswith("/v1/"):
@@ -66,7 +81,11 @@ def rewrite_spec(spec: dict) -> dict:
                 body_limit = status == "413" and method == "post"
                 if status == "400" or body_limit or status in operation["responses"] or f"{status}:" in said:
                     responses[status] = {"description": words, "content": error}
+            if keys_set:
+                refusals = ("401", "403") if path.startswith("/v1/admin") else ("401",)
+                responses.update({s: {"description": KEY_ERRORS[s], "content": error} for s in refusals})
             operation["responses"] = responses
+            operation["security"] = security
             operation.setdefault("tags", ["EQSMS Risk"])
     return spec
 
@@ -115,10 +134,13 @@ PAGES = _pages()
 
 class ApiPages:
     """ASGI middleware: ``/``, ``/docs-init.js`` and the board's ``/ui/strings.js`` from :data:`PAGES`;
-    ``/docs.json`` rewritten by :func:`rewrite_spec`."""
+    ``/docs.json`` rewritten by :func:`rewrite_spec` (keys required when settings name any: read once, when made,
+    as :class:`serving.security.Guard` reads them)."""
 
     def __init__(self, app) -> None:
         self.app = app
+        settings = get_settings()
+        self.keys_set = bool(settings.api_keys or settings.admin_keys)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -145,7 +167,7 @@ class ApiPages:
         await self.app(scope, receive, hold)
         body = held["body"]
         if held.get("status") == 200:
-            body = json.dumps(rewrite_spec(json.loads(body))).encode()
+            body = json.dumps(rewrite_spec(json.loads(body), self.keys_set)).encode()
         await _send(send, held.get("status", 500), body, b"application/json")
 
 

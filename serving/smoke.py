@@ -45,6 +45,15 @@ def summary(answer: dict) -> list[str]:
     return lines
 
 
+def own_key() -> str | None:
+    """The key this run's server asks for, if any: the client's own (EQSMS_API_KEY), else the first it accepts."""
+    settings = get_settings()
+    for key in (settings.api_key, *settings.api_keys, *settings.admin_keys):
+        if key is not None:
+            return key.get_secret_value()
+    return None
+
+
 def main() -> int:
     from eqsms.cli_kit import console
     from serving.cli import server_env
@@ -61,7 +70,7 @@ def main() -> int:
         wait_ready(base, process)
         console.print(f"ready in {time.monotonic() - started:.1f} s")
         project, as_of = open_project()
-        status, answer = call(f"{base}/v1/risk", {"project_id": project, "as_of": as_of, "top_k": 2})
+        status, answer = call(f"{base}/v1/risk", {"project_id": project, "as_of": as_of, "top_k": 2}, key=own_key())
         if status != 200:
             console.print(f"[bold red]/v1/risk answered {status}:[/] {answer}")
             return 1

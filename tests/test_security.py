@@ -462,6 +462,62 @@ def test_a_real_server_with_keys(keyed_server):
 
 
 @pytest.mark.slow
+def test_the_api_document_says_how_to_send_a_key(keyed_server):
+    """With keys set, every /v1 operation requires one of the two schemes the guard reads, and says 401 (403 for
+    the admin endpoints); schemathesis, on the keyless service, reads the same schemes as optional."""
+    spec = json.loads(fetch(f"{keyed_server.base}/docs.json")[2])
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerKey"]["scheme"] == "bearer" and schemes["apiKeyHeader"]["name"] == "X-API-Key"
+    operations = {
+        (path, m): op for path, item in spec["paths"].items() if path.startswith("/v1/") for m, op in item.items()
+    }
+    assert ("/v1/risk", "post") in operations
+    for (path, _), operation in operations.items():
+        assert operation["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}], path
+        assert "401" in operation["responses"], path
+        assert ("403" in operation["responses"]) == path.startswith("/v1/admin"), path
+
+
+def test_without_keys_the_document_makes_the_key_optional():
+    from serving.openapi import rewrite_spec
+
+    spec = rewrite_spec({"paths": {"/v1/risk": {"post": {"responses": {"200": {"description": "ok"}}}}}})
+    operation = spec["paths"]["/v1/risk"]["post"]
+    assert {} in operation["security"] and "401" not in operation["responses"]
+
+
+@pytest.mark.slow
+def test_the_commands_send_the_key_in_settings(keyed_server, monkeypatch):
+    """`eqsms risk --url` and `eqsms reload --url` send EQSMS_API_KEY; without it, or with an ordinary key for a
+    reload, they say what to set in one line (exit 2)."""
+    from typer.testing import CliRunner
+
+    from eqsms.cli import app
+
+    def run(*args: str, key: str | None):
+        if key is None:
+            monkeypatch.delenv("EQSMS_API_KEY", raising=False)
+        else:
+            monkeypatch.setenv("EQSMS_API_KEY", key)
+        return CliRunner().invoke(app, [*args, "--url", keyed_server.base])
+
+    risk = ("risk", "P00142", "--as-of", "2023-06-01", "--json")
+    refused = run(*risk, key=None)
+    assert refused.exit_code == 2 and "asks for a key" in refused.output and "EQSMS_API_KEY" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    wrong = run(*risk, key=WRONG)
+    assert wrong.exit_code == 2 and "was refused" in wrong.output and WRONG not in wrong.output
+    answered = run(*risk, key=KEY_2)
+    assert answered.exit_code == 0 and json.loads(answered.output)["project_id"] == "P00142"
+    worklist = run("worklist", "--department", "quality", "--json", key=KEY_1)
+    assert worklist.exit_code == 0 and json.loads(worklist.output)["department"] == "quality"
+    ordinary = run("reload", key=KEY_1)
+    assert ordinary.exit_code == 2 and "not an admin key" in ordinary.output
+    reloaded = run("reload", key=ADMIN_KEY)
+    assert reloaded.exit_code == 0 and "reloaded" in reloaded.output
+
+
+@pytest.mark.slow
 def test_the_board_asks_for_the_key_once_and_no_page_breaks_its_policy(keyed_server, tmp_path):
     """Chromium: the board shows the key form, refuses a wrong key, loads the portfolio with a right one; neither
     the board nor the API page (Swagger UI, an operation opened and tried) breaks its content security policy."""
