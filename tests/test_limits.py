@@ -257,6 +257,17 @@ def test_odd_ids_are_answered_never_a_5xx(http, odd):
     assert worklist.status_code == 400 and worklist.json()["field"] == "department"
 
 
+MODEL_PATHS = ["models:/defect_risk/1", "runs:/0123/model", "file:///etc/passwd", "/tmp/model", "../delay", "churn "]
+
+
+@pytest.mark.parametrize("named", MODEL_PATHS)
+def test_a_model_is_named_never_loaded_from_a_request(http, named):
+    """Models come from the configured store or the bento: a request names one of the three champions, and a
+    path, a URI or anything else in its place is a 400 on ``model``, loading nothing."""
+    response = http.post("/v1/predict", json={"model": named, "rows": [{"defects_open": 1}]})
+    assert response.status_code == 400 and response.json()["field"] == "model", response.text
+
+
 def test_huge_numbers_are_scored_and_flagged(http):
     rows = [{"defects_open": 1e308, "contract_value": 1e308, "spi_recent": 1e308}, {"days_to_milestone": -1e308}]
     response = http.post("/v1/predict", json={"model": "delay", "rows": rows})
