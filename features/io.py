@@ -5,6 +5,11 @@ A table is one file in the data folder (``<table>.parquet``, ``<table>.csv`` or 
 string), so that the validator can report a bad value as the user wrote it; Parquet columns keep their stored types.
 Every row carries where it came from: ``_source_file`` (the file's path relative to the data folder) and
 ``_source_row`` (its 1-based data record number in that file, header excluded).
+
+A file cut part-way (a copy or an export interrupted) is refused rather than read short: a CSV that ends without a
+line break in the middle of a row (fewer fields than the header, or inside a quoted field), a gzip stream that
+ends early, a Parquet file without its footer. A CSV that merely lacks the final line break, its last row whole,
+is read as usual.
 """
 
 from __future__ import annotations
@@ -73,6 +78,57 @@ def _csv_header(path: Path) -> list[str]:
         raise ContractError(f"{path.name}: cannot read the CSV header ({err}); export it as UTF-8 CSV") from err
 
 
+def _ends_inside_quotes(record: str) -> bool:
+    """Whether the text of one CSV record ends inside a quoted field (as pyarrow's and Python's readers parse it:
+    a quote opens a field only at its start, and a doubled quote inside one is a quote)."""
+    state = "start"  # start of a field, in an unquoted field, in a quoted one, just after its closing quote
+    for ch in record:
+        if state == "quoted":
+            if ch == '"':
+                state = "closed"
+        elif state == "closed" and ch == '"':
+            state = "quoted"
+        elif ch in ",\r\n":
+            state = "start"
+        elif state == "start" and ch == '"':
+            state = "quoted"
+        else:
+            state = "field"
+    return state == "quoted"
+
+
+def _unterminated_last_record(path: Path) -> tuple[int, list[str], bool] | None:
+    """A plain CSV's last record when the file does not end with a line break: the line it starts on, its fields
+    and whether it ends inside a quoted field; None when the file ends with a line break (or is not plain CSV). Only
+    such a file is read for this, in one pass of Python's csv reader."""
+    if _suffix(path) != ".csv":
+        return None  # a .csv.gz cut part-way is a truncated stream, refused when it is read
+    with path.open("rb") as fh:
+        if fh.seek(0, 2) == 0:
+            return None
+        fh.seek(-1, 2)
+        if fh.read(1) in (b"\n", b"\r"):
+            return None
+    pending: list[str] = []  # the physical lines of the record being read
+
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+
+        def lines():
+            for text in fh:
+                pending.append(text)
+                yield text
+
+        record, raw, start, line = [], "", 1, 0
+        try:
+            for record in csv.reader(lines()):  # noqa: B007 - the last record is the one wanted
+                start, line = line + 1, line + len(pending)
+                raw = "".join(pending)
+                pending.clear()
+        except csv.Error:
+            return None  # a field beyond csv's size limit: left to the reader, which says what is wrong
+    return start, record, _ends_inside_quotes(raw)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     header = [h.strip() for h in _csv_header(path)]
     if not header or header == [""]:
@@ -80,6 +136,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise ContractError(f"{path.name}: column(s) {', '.join(repeated)} appear more than once in the header")
+    if last := _unterminated_last_record(path):  # no line break at the end: a whole last row, or one cut part-way
+        start, fields, quoted = last
+        if start == 1:
+            return pd.DataFrame({h: pd.Series([], dtype="str") for h in header})  # the header alone
+        if len(fields) < len(header) or quoted:
+            how = [f"has {len(fields)} of {len(header)} fields"] if len(fields) < len(header) else []
+            how += ["ends inside a quoted field"] if quoted else []
+            raise ContractError(
+                f"{path.name}: ends mid-row (line {start} {' and '.join(how)}): a half-written export? Export it again"
+            )
     try:
         table = pacsv.read_csv(
             path,
@@ -92,6 +158,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
             ),
         )
     except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, OSError) and _suffix(path) == ".csv.gz":  # pyarrow's gzip: a stream cut short or damaged
+            raise ContractError(
+                f"{path.name}: cannot decompress ({err}): a half-written or damaged export? Export it again"
+            ) from err
         raise ContractError(
             f"{path.name}: cannot read as CSV ({err}); every line needs as many fields as the header, fields "
             "holding commas or line breaks must be quoted, and the file must be UTF-8"

@@ -67,12 +67,24 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 90, path: 
 
 
 def stop(process: subprocess.Popen, timeout: float = 20) -> int:
-    """SIGTERM to the server's pid (BentoML stops its workers); its process group is killed only if it hangs."""
+    """SIGTERM to the server's pid (BentoML stops its workers); if it hangs, its process group and every process
+    below it are killed (circus starts each worker in a group of its own, which the group's kill does not reach)."""
+    import psutil
+
     if process.poll() is None:
+        try:
+            below = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            below = []
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout)
+        for child in below:  # a worker its arbiter left behind (normally gone with it)
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
     return process.returncode

@@ -117,8 +117,9 @@ class Holder:
 
     @classmethod
     def start(cls, settings: Settings, build_engine: Callable[[Settings], Engine]) -> Holder:
+        seen = cls._marker_time(settings)  # before the load: a reload asked while this worker loads is followed
         holder = cls(build_engine, load(settings, build_engine))
-        holder._marker_seen = holder._marker_time(settings)
+        holder._marker_seen = seen
         holder.measure()
         return holder
 
