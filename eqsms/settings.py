@@ -246,6 +246,27 @@ class ReportSettings(BaseSettings):
     )
 
 
+class LogSettings(BaseSettings):
+    """The prediction log (issue 13): every prediction served, kept beside the planners' feedback."""
+
+    prediction_log_url: str | None = Field(
+        None,
+        description="where predictions are recorded: any SQLAlchemy URL (postgresql://... for a team); None: "
+        "sqlite in work_dir (predictions.db); 'off': nothing is recorded. A password in it is never logged",
+    )
+    prediction_log_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="the log's writer thread writes what is waiting at least this often, off the request path",
+    )
+    prediction_log_max_queue: int = Field(
+        200_000,
+        gt=0,
+        description="predictions waiting to be written at most (while the database is slow or down); beyond it new "
+        "ones are dropped and counted rather than memory growing",
+    )
+
+
 class Settings(
     PathSettings,
     ContractSettings,
@@ -255,6 +276,7 @@ class Settings(
     TrainingSettings,
     ServingSettings,
     ReportSettings,
+    LogSettings,
 ):
     """Every stage's section in one object (``settings.horizon_days``, ``settings.serve_workers``)."""
 

@@ -196,7 +196,7 @@ def told_items(
         items.append(
             {
                 "project_id": item["project_id"],
-                "client_id": engine._client(item["project_id"]),
+                "client_id": engine.client_of(item["project_id"]),
                 "target": name,
                 "milestone_id": str(where["milestone_id"]) if milestone else None,
                 "kind": _text(where["kind"]) if milestone else None,

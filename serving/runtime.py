@@ -317,7 +317,7 @@ class Engine:
             [
                 {
                     "project_id": p,
-                    "client_id": self._client(p),
+                    "client_id": self.client_of(p),
                     "as_of": t,
                     "milestones": by_project[p],
                     **{name: answer[i] for name, answer in client.items()},
@@ -331,14 +331,14 @@ class Engine:
     ) -> pd.DataFrame:
         """The projects' milestones not reached before ``t`` (only ``milestone_ids`` if given), with ``as_of``."""
         if milestone_ids is not None:
-            self._check_milestones(milestone_ids, project_ids)
+            self.check_milestones(milestone_ids, project_ids)
         return self.milestone_index.open(t, project_ids, milestone_ids)
 
-    def _client(self, project_id: str):
+    def client_of(self, project_id: str):
         client = self.projects.at[project_id, "client_id"]
         return None if pd.isna(client) else client
 
-    def _check_milestones(self, milestone_ids: list[str], project_ids: list[str]) -> None:
+    def check_milestones(self, milestone_ids: list[str], project_ids: list[str]) -> None:
         found = self.milestones.iloc[self.milestone_ids.get_indexer(milestone_ids)]
         unknown = [
             m for m, pos in zip(milestone_ids, self.milestone_ids.get_indexer(milestone_ids), strict=True) if pos < 0
@@ -462,7 +462,7 @@ class Engine:
     ) -> tuple[pd.Timestamp, dict[str, Columns]]:
         """``as_of`` resolved, and one open milestone's feature columns by scope (its own, and its project's)."""
         t = self.resolve_as_of(as_of, [project_id], self.check_projects([project_id]))
-        self._check_milestones([milestone_id], [project_id])
+        self.check_milestones([milestone_id], [project_id])
         row = self.milestones[self.milestones["milestone_id"] == milestone_id].assign(as_of=t)
         if (row["actual_date"] < t).any():
             raise RequestError("milestone_id", f"{milestone_id} was reached on {row['actual_date'].iloc[0].date()}")

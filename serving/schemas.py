@@ -369,6 +369,39 @@ class FeatureInfo(BaseModel):
     categorical: bool = False
 
 
+class FeedbackRequest(BaseModel):
+    model_config = _request(
+        {
+            "project_id": "P00142",
+            "milestone_id": "M000778",
+            "model": "defect_risk",
+            "note": "we disagree: the subcontractor was replaced last week",
+            "corrected_level": "medium",
+            "author": "site QA",
+        }
+    )
+
+    project_id: Id
+    milestone_id: Id | None = Field(None, description="the milestone, for defect_risk and delay (not for churn)")
+    model: ModelName = Field(description="which prediction the feedback is about")
+    note: str = Field("", max_length=2000, description="the planner's words")
+    corrected_level: Level | None = Field(None, description="the level the planner would give: an override")
+    outcome_label: FiniteFloat | None = Field(
+        None,
+        description="what happened, when known: defect_risk and churn 1 (it happened) or 0; delay the actual slip "
+        "in days. An outcome is an override training can read as a label",
+    )
+    author: str | None = Field(None, max_length=MAX_TEXT_LENGTH, description="who says so")
+
+
+class FeedbackResponse(BaseModel):
+    id: int = Field(description="the feedback's number in the prediction log")
+    kind: Literal["note", "override"] = Field(description="override: a corrected level or an outcome; else note")
+    project_id: str
+    milestone_id: str | None
+    model: str
+
+
 class FeaturesResponse(BaseModel):
     project_id: str
     milestone_id: str

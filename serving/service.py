@@ -17,6 +17,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -30,9 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from eqsms import predlog
 from eqsms.settings import Settings, get_settings
 from features.datasets import today
-from serving import SERVICE_NAME, board, i18n, schemas, terminal
+from features.targets import CLIENT, TARGETS
+from serving import SERVICE_NAME, board, i18n, recorder, schemas, terminal
 from serving.limits import MAX_ID_LENGTH, BodyLimit, shown
 from serving.openapi import ApiPages
 from serving.runtime import CHAMPION, Champion, Engine, NotReady, RequestError, load_tables
@@ -291,6 +295,8 @@ class RiskService:
             refuse(err)
             raise
         logging.getLogger("bentoml._internal.server.http_app").addFilter(BadRequestsInOneLine())
+        self.log = predlog.from_settings(self.settings)  # one a worker: its writer thread is this process's
+        self.holder.measures.append(lambda: recorder.measure(self.log))
         gc.collect()
         gc.freeze()  # the loaded data and models live until a reload: keep them out of every GC pass
         served = self.holder.current
@@ -310,9 +316,11 @@ class RiskService:
     @bentoml.on_deployment
     def preflight() -> None:
         """Once, in the server's main process, before workers start: refuse to start if anything is missing."""
+        settings = get_settings()
         try:
-            build_engine(get_settings())
-        except NotReady as err:
+            build_engine(settings)
+            predlog.from_settings(settings).close()  # created or migrated once, before the workers open it
+        except (NotReady, predlog.SchemaError) as err:
             refuse(err)
             raise SystemExit(2) from err
 
@@ -344,6 +352,14 @@ class RiskService:
         """A project's answer as a dict, its driver texts in ``lang``."""
         return i18n.translate_project(project.model_dump(), lang, served.engine.feature_specs)
 
+    def _record(self, records, endpoint: str) -> None:
+        """Tell the prediction log which predictions this answer served (queued: written off the request path)."""
+        if records:
+            self.log.record(records, predlog.Served(endpoint, uuid.uuid4().hex))
+
+    def _record_block(self, served: Served, block, endpoint: str) -> None:
+        self._record(recorder.all_records(recorder.block_records(served.engine, block, served.fingerprint)), endpoint)
+
     def _precomputed(
         self, served: Served, project_id: str, as_of: datetime | None, top_k: int, lang: str
     ) -> Response | None:
@@ -355,6 +371,7 @@ class RiskService:
         t = today() if as_of is None else _naive_utc(as_of)
         if not snapshot.answers(t):
             return None
+        self._record(snapshot.records.get(project_id, ()), "risk")
         body = snapshot.risk_bodies.get((project_id, lang))
         if body is None:
             project = snapshot.projects[project_id]
@@ -386,7 +403,9 @@ class RiskService:
                 ready = self._precomputed(served, project_id, as_of, k, chosen)
                 if ready is not None:
                     return ready
-            project = served.engine.risk([project_id], as_of, milestone_ids, k)[0]
+            block = served.engine.block([project_id], as_of, milestone_ids, k)
+            project = served.engine.projects_of(block)[0]
+            self._record_block(served, block, "risk")
             told = self._told(served, project, chosen) if chosen != "en" else dict(project)
             return schemas.RiskResponse(**told, **self._meta(served, project.as_of))
 
@@ -415,7 +434,11 @@ class RiskService:
                 t, ids = as_of, list(dict.fromkeys(project_ids))
                 if len(ids) > limit:
                     raise RequestError("project_ids", f"{len(ids)} projects; at most {limit} a request", 413)
-            projects = engine.risk(ids, t, top_k=self._top_k(top_k), field="project_ids") if ids else []
+            projects = []
+            if ids:
+                block = engine.block(ids, t, top_k=self._top_k(top_k), field="project_ids")
+                projects = engine.projects_of(block)
+                self._record_block(served, block, "batch")
             meta = self._meta(served, projects[0].as_of if projects else engine.resolve_as_of(t, []))
             if chosen != "en":
                 projects = [schemas.ProjectRisk(**self._told(served, p, chosen)) for p in projects]
@@ -454,6 +477,9 @@ class RiskService:
         """The snapshot's portfolio in ``lang``, serialised once per snapshot and language."""
         served = self.holder.current
         snapshot = served.snapshots.get()
+        if not snapshot.logged:  # the whole snapshot once, with the board's first load of it
+            snapshot.logged = True
+            self._record(recorder.all_records(snapshot.records), "board")
         body = snapshot.portfolio_bodies.get(lang)
         if body is None:
             lines = snapshot.lines
@@ -479,11 +505,17 @@ class RiskService:
             t = snapshot.as_of if as_of is None else _naive_utc(as_of)
             if snapshot.answers(t):
                 items, total = snapshot.worklist(engine, department, sort, targets, limit)
+                listed = dict.fromkeys(item["project_id"] for item in items)
+                self._record(recorder.all_records(snapshot.records, listed), "worklist")
             else:
                 board.check_worklist(department, sort, targets)
                 t = engine.resolve_as_of(t, [])
                 block = engine.block(engine.open_projects(t), t, top_k=0, keep=True)
                 items, total = board.worklist(engine, block, department, limit, sort, targets)
+                listed = dict.fromkeys(item["project_id"] for item in items)
+                self._record(
+                    recorder.all_records(recorder.block_records(engine, block, served.fingerprint), listed), "worklist"
+                )
         except RequestError as err:
             return error_response(err.field, err.message, err.status)
         if lang != "en":
@@ -529,6 +561,50 @@ class RiskService:
             fields={"milestone_ids": "milestone_id"},  # the engine checks milestones as a list
         )
 
+    @bentoml.api(route="/v1/feedback", input_spec=schemas.FeedbackRequest)
+    def feedback(
+        self,
+        project_id: str,
+        model: str,
+        milestone_id: str | None = None,
+        note: str = "",
+        corrected_level: str | None = None,
+        outcome_label: float | None = None,
+        author: str | None = None,
+    ) -> schemas.FeedbackResponse:
+        """A planner's note or override about a prediction (a corrected level, or the outcome when known), kept in
+        the prediction log beside the predictions. 404: unknown project or milestone; 400: a milestone for churn, none
+        for defect_risk or delay, an outcome the model cannot have, or the prediction log turned off."""
+        engine = self.holder.current.engine
+
+        def compute() -> schemas.FeedbackResponse:
+            engine.check_projects([project_id])
+            if milestone_id is not None and TARGETS[model].scope == CLIENT:
+                raise RequestError("milestone_id", f"{model} is about the project's client: give no milestone_id")
+            if milestone_id is not None:
+                engine.check_milestones([milestone_id], [project_id])
+            try:
+                number = self.log.add_feedback(
+                    note,
+                    project_id=project_id,
+                    milestone_id=milestone_id,
+                    client_id=engine.client_of(project_id),
+                    model=model,
+                    author=author,
+                    corrected_level=corrected_level,
+                    outcome_label=outcome_label,
+                )
+            except predlog.LogDisabled as err:
+                raise RequestError("prediction_log", str(err)) from err
+            except ValueError as err:
+                raise RequestError(_feedback_field(str(err)), str(err)) from err
+            kind = "override" if corrected_level is not None or outcome_label is not None else "note"
+            return schemas.FeedbackResponse(
+                id=number, kind=kind, project_id=project_id, milestone_id=milestone_id, model=model
+            )
+
+        return answer(compute, fields={"milestone_ids": "milestone_id"})  # the engine checks milestones as a list
+
     @bentoml.api(route="/v1/models")
     def models(self) -> schemas.ModelsResponse:
         """Each champion: name, version, alias, training time, data window, test metrics, reliability curve,
@@ -546,6 +622,14 @@ class RiskService:
         """Ask every worker to reload (the marker file) and reload this one now; the outcome."""
         self.holder.ask_every_worker(self.settings)
         return self.holder.reload(reason)
+
+
+def _feedback_field(message: str) -> str:
+    """The request field a refusal of the prediction log is about: the first the message names, else the body."""
+    named = [
+        (m.start(), name) for name in schemas.FeedbackRequest.model_fields if (m := re.search(rf"\b{name}\b", message))
+    ]
+    return min(named)[1] if named else "body"
 
 
 def _stamped(served: Served, response: M) -> M:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from features.registry import DEPARTMENTS
-from serving import board
+from serving import board, recorder
 from serving.runtime import Block, Engine
 
 
@@ -38,9 +38,12 @@ class Snapshot:
     worklists: dict[str, pd.DataFrame] = field(default_factory=dict)  # department -> serving.board.worklist_table
     risk_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (project, lang) -> /v1/risk's body
     portfolio_bodies: dict[str, bytes] = field(default_factory=dict)  # lang -> /v1/portfolio's body
+    records: dict[str, list] = field(default_factory=dict)  # project -> its answers for the prediction log
+    logged: bool = False  # whether the board's first load recorded the whole snapshot in the prediction log
 
     @classmethod
-    def build(cls, engine: Engine, now: pd.Timestamp | None = None) -> Snapshot:
+    def build(cls, engine: Engine, fingerprint: str = "", now: pd.Timestamp | None = None) -> Snapshot:
+        """``fingerprint``: the data snapshot's, which the prediction log's records name."""
         started = time.perf_counter()
         t = board.snapshot_as_of(engine, now)
         ids = engine.open_projects(t)
@@ -56,6 +59,7 @@ class Snapshot:
             projects={p.project_id: p for p in projects},
             lines=board.portfolio(engine, projects),
             worklists=worklists,
+            records=recorder.block_records(engine, block, fingerprint) if block is not None else {},
         )
 
     def answers(self, as_of: pd.Timestamp) -> bool:
@@ -86,9 +90,9 @@ class Snapshot:
 class Snapshots:
     """The service's current snapshot, rebuilt in the background when the board's ``as_of`` moves on (a new day)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.current = Snapshot.build(engine)
+    def __init__(self, engine: Engine, fingerprint: str = "") -> None:
+        self.engine, self.fingerprint = engine, fingerprint
+        self.current = Snapshot.build(engine, fingerprint)
         self._rebuilding = threading.Lock()
 
     def get(self) -> Snapshot:
@@ -99,6 +103,6 @@ class Snapshots:
 
     def _rebuild(self) -> None:
         try:
-            self.current = Snapshot.build(self.engine)
+            self.current = Snapshot.build(self.engine, self.fingerprint)
         finally:
             self._rebuilding.release()

@@ -101,7 +101,7 @@ def load(settings: Settings, build_engine: Callable[[Settings], Engine]) -> Serv
     after = folder_fingerprint(settings.data_dir)
     if after != before:
         raise NotReady(f"the data folder {settings.data_dir} changed while it was read (an export being written?)")
-    return Served(engine, Snapshots(engine), settings.data_dir, before, datetime.now(UTC))
+    return Served(engine, Snapshots(engine, before), settings.data_dir, before, datetime.now(UTC))
 
 
 @dataclass
@@ -114,6 +114,7 @@ class Holder:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _marker_seen: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    measures: list[Callable[[], None]] = field(default_factory=list)  # more gauges, refreshed with the holder's
 
     @classmethod
     def start(cls, settings: Settings, build_engine: Callable[[Settings], Engine]) -> Holder:
@@ -128,6 +129,8 @@ class Holder:
         served = self.current
         for name, version in served.engine.versions().items():
             MODEL_VERSION.labels(model=name).set(float(version) if str(version).isdigit() else 0.0)
+        for more in self.measures:
+            more()
         newest = served.engine.latest_fact
         if newest is not None:
             SNAPSHOT_AGE.set((datetime.now(UTC).replace(tzinfo=None) - newest.to_pydatetime()).total_seconds())

@@ -4,6 +4,7 @@ waited for, and stopped; a server that does not come up fails the test with the 
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,10 @@ class Server:
         status, answer = call(f"{self.base}{path}")
         assert status == 200, answer
         return answer
+
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.base}{path}", timeout=30) as response:
+            return response.read().decode()
 
     def post(self, path: str, body: dict) -> dict:
         status, answer = call(f"{self.base}{path}", body)

@@ -36,7 +36,7 @@ def data(tmp_path) -> Path:
 def env(data, tmp_path, monkeypatch):
     monkeypatch.setenv("EQSMS_DATA_DIR", str(data))
     monkeypatch.setenv("EQSMS_WORK_DIR", str(tmp_path / "work"))
-    monkeypatch.setattr(state, "Snapshots", lambda engine: None)  # the snapshot is the engine's business
+    monkeypatch.setattr(state, "Snapshots", lambda engine, fingerprint: None)  # the snapshot is the engine's business
 
 
 def test_the_fingerprint_follows_the_files(data):
