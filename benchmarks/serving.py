@@ -1,10 +1,11 @@
 """Benchmark: the real service (`eqsms serve`) against MLflow's own scoring server, on loopback.
 
-Generates a world (default 1,000 projects), trains the three models into a fresh store, starts the real server,
-then measures, client included, on both paths of `/v1/risk` for one project (all three models with drivers):
-today's answers (as of the board's day, precomputed in the snapshot) and answers computed per request (as of the
-day before): sequential p50/p99 latency and throughput at concurrency 1, 4 and 16; then the time of a 1,000-project
-`/v1/risk/batch`. In the same run
+Generates a world (default 1,000 projects), trains the three models into a fresh store, starts the real server
+twice (the prediction log off, then on, as it runs by default) and measures each time, client included, on both
+paths of `/v1/risk` for one project (all three models with drivers): today's answers (as of the board's day,
+precomputed in the snapshot) and answers computed per request (as of the day before): sequential p50/p99 latency and
+throughput at concurrency 1, 4 and 16; then the time of a 1,000-project `/v1/risk/batch`. The log's cost is the
+ratio of the two runs (target: within 10%). In the same run
 it serves the same defect-risk booster with `mlflow models serve` (logged with its signature, as registered, and
 bare, without one) and measures plain single-row predictions at concurrency 4. Prints the figures and writes
 benchmarks/results/serving.json. Every request loop is bounded in count and time, and only 127.0.0.1 is contacted.
@@ -231,6 +232,55 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, 9)
 
 
+def measure_service(env: dict, open_projects: list[str], all_projects: list[str], as_of: str, args) -> tuple:
+    """The real server's figures: /v1/risk computed and today's (latency, throughput at 1, 4, 16), a 1,000-project
+    batch."""
+    server, port = launch(["eqsms.cli", "serve"], REPO, env, "/readyz")
+    try:
+        today = [json.dumps({"project_id": p, "as_of": as_of}).encode() for p in open_projects]
+        before = (pd.Timestamp(as_of) - pd.Timedelta(days=1)).date().isoformat()
+        bodies = [json.dumps({"project_id": p, "as_of": before}).encode() for p in open_projects]
+        latency = sequential(port, "/v1/risk", bodies, args.requests)
+        rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
+        latency_today = sequential(port, "/v1/risk", today, args.requests)
+        rates_today = [throughput(port, "/v1/risk", today, c, args.seconds) for c in (1, 4, 16)]
+        batch_body = json.dumps({"project_ids": all_projects[:1000], "as_of": as_of})
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        post(conn, "/v1/risk/batch", batch_body.encode())  # warm-up
+        start = time.perf_counter()
+        answer = json.loads(post(conn, "/v1/risk/batch", batch_body.encode()))
+        batch_seconds = time.perf_counter() - start
+        return latency, rates, latency_today, rates_today, batch_seconds, len(answer["projects"])
+    finally:
+        stop(server)
+
+
+def log_rows(path: Path) -> dict:
+    """What the prediction log holds after the run with it on."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return {t: db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("predictions", "served")}
+
+
+def log_effect(on: tuple, off: tuple) -> dict:
+    """The prediction log's cost: p50 and requests/s at 4 with it on over off, computed and today's (target: within
+    10%)."""
+    out = {}
+    for path, lat, rates in (("computed", 0, 1), ("today", 2, 3)):
+        rps_on = {r["concurrency"]: r["rps"] for r in on[rates]}[4]
+        rps_off = {r["concurrency"]: r["rps"] for r in off[rates]}[4]
+        out[path] = {
+            "p50_ms_off": off[lat]["p50_ms"],
+            "p50_ms_on": on[lat]["p50_ms"],
+            "p50_ratio": on[lat]["p50_ms"] / off[lat]["p50_ms"],
+            "rps_at_4_off": rps_off,
+            "rps_at_4_on": rps_on,
+            "rps_ratio": rps_on / rps_off,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=1000)
@@ -243,24 +293,12 @@ def main() -> None:
         world, all_projects, open_projects, as_of = prepare(args.projects, work)
         env = {**os.environ, "EQSMS_DATA_DIR": str(world), "EQSMS_WORK_DIR": str(work / "store")}
         env.pop("MLFLOW_TRACKING_URI", None)
-        server, port = launch(["eqsms.cli", "serve"], REPO, env, "/readyz")
-        try:
-            today = [json.dumps({"project_id": p, "as_of": as_of}).encode() for p in open_projects]
-            before = (pd.Timestamp(as_of) - pd.Timedelta(days=1)).date().isoformat()
-            bodies = [json.dumps({"project_id": p, "as_of": before}).encode() for p in open_projects]
-            latency = sequential(port, "/v1/risk", bodies, args.requests)
-            rates = [throughput(port, "/v1/risk", bodies, c, args.seconds) for c in (1, 4, 16)]
-            latency_today = sequential(port, "/v1/risk", today, args.requests)
-            rates_today = [throughput(port, "/v1/risk", today, c, args.seconds) for c in (1, 4, 16)]
-            batch_body = json.dumps({"project_ids": all_projects[:1000], "as_of": as_of})
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            post(conn, "/v1/risk/batch", batch_body.encode())  # warm-up
-            start = time.perf_counter()
-            answer = json.loads(post(conn, "/v1/risk/batch", batch_body.encode()))
-            batch_seconds = time.perf_counter() - start
-            batch_projects = len(answer["projects"])
-        finally:
-            stop(server)
+        runs = {
+            log: measure_service({**env, "EQSMS_PREDICTION_LOG_URL": url}, open_projects, all_projects, as_of, args)
+            for log, url in (("off", "off"), ("on", f"sqlite:///{work / 'predictions.db'}"))
+        }
+        latency, rates, latency_today, rates_today, batch_seconds, batch_projects = runs["on"]
+        logged = log_rows(work / "predictions.db")
 
         from eqsms.settings import Settings
         from training import tracking
@@ -291,6 +329,7 @@ def main() -> None:
         "risk_one_project_today": latency_today,
         "throughput_today": rates_today,
         "batch": {"projects": batch_projects, "seconds": batch_seconds},
+        "prediction_log": {"effect": log_effect(runs["on"], runs["off"]), "rows": logged},
         "mlflow_serve_defect_risk_single_row": mlflow_runs,
         # the target is judged against the model as registered (with its signature); the bare ratio is shown too
         "ratio_rps_at_4_ours_to_mlflow": rps[4] / mlflow_runs["as_registered"]["throughput_at_4"]["rps"],
@@ -319,6 +358,12 @@ def main() -> None:
         for r in rs:
             print(f"    concurrency {r['concurrency']:>2}: {r['rps']:8.1f} requests/s ({r['requests']} requests)")
     print(f"  batch of {batch_projects} projects with drivers: {batch_seconds:.2f} s")
+    print(f"the prediction log (rows written: {logged}), on against off (target: within 10%):")
+    for path, e in report["prediction_log"]["effect"].items():
+        print(
+            f"  {path:<8}: p50 {e['p50_ms_off']:.2f} -> {e['p50_ms_on']:.2f} ms ({e['p50_ratio']:.2f}x); "
+            f"requests/s at 4 {e['rps_at_4_off']:.1f} -> {e['rps_at_4_on']:.1f} ({e['rps_ratio']:.2f}x)"
+        )
     print("mlflow models serve, defect_risk single row (one worker, its default):")
     for name, run in mlflow_runs.items():
         seq, rate = run["sequential"], run["throughput_at_4"]

@@ -55,7 +55,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
 
 def test_readme_curl_examples(server):
     commands = readme_curls()
-    assert len(commands) == 13  # one an endpoint, the CSV answers and the reload
+    assert len(commands) == 14  # one an endpoint, the CSV answers, the reload and a feedback
     for command in commands:
         done = run(["bash", "-c", command.replace(README_URL, server.base)])
         assert done.returncode == 0, f"{command}\n{done.stderr}"
