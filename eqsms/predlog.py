@@ -2,9 +2,10 @@
 
 Why: a model is judged later by what it actually said, on the data it actually had. Each prediction is kept once,
 under a key made of everything that determines it (model and version, data snapshot, as_of, ids, the feature row's
-hash); each answer that served it adds a small ``served`` row, so "rows in = predictions served" can be counted
-without storing a prediction twice. Planners' notes and overrides (``POST /v1/feedback``) sit beside the predictions
-so the monitor and training can read them as a feature, or as labels where they state an outcome.
+hash); each answer adds one small ``served`` row naming its set of predictions (``answer_predictions``, written once
+a set), so "rows in = predictions served" can be counted without storing a prediction twice, and a busy service
+writes one row an answer, not one a prediction. Planners' notes and overrides (``POST /v1/feedback``) sit beside the
+predictions so the monitor and training can read them as a feature, or as labels where they state an outcome.
 
 Writes stay off the request path: :meth:`PredictionLog.record` appends to an in-memory queue and returns; one daemon
 thread writes what is waiting, in one transaction a batch, every ``flush_seconds`` or as soon as ``batch_rows``
@@ -59,6 +60,7 @@ LEVELS = ("low", "medium", "high")
 ENDPOINTS = ("risk", "batch", "worklist", "board", "whatif", "predict")
 MAX_NOTE_LENGTH = 2000
 MAX_AUTHOR_LENGTH = 200
+KNOWN_ANSWERS = 100_000  # answer sets the writer remembers as written (then it forgets them all and starts again)
 KEY_LENGTH = 32  # hex characters of a sha256 kept: 128 bits, no collision in any log's lifetime
 OFF = "off"
 # What outcome_label means, by the kind of the model the feedback is about (features.targets).
@@ -88,6 +90,10 @@ class PredictionRecord:
     dicts: the writer keeps ``feature``, ``value``, ``contribution`` and ``text`` (when there is one), off the request
     path. ``features_hash`` is :func:`features_hash` of the feature row; when it is not known, ``features`` (the row)
     may be given instead and is hashed by the writer.
+
+    ``key`` and ``stored`` are the writer's: the key once it has computed it, and whether the prediction is in the
+    database. A record served again (the day's snapshot answers the same records all day) then costs the writer one
+    ``served`` row, not a prediction row rebuilt and refused as a duplicate.
     """
 
     model: str
@@ -106,6 +112,8 @@ class PredictionRecord:
     drivers: Sequence[Any] = ()
     features_hash: str | None = None
     features: Mapping[str, Any] | None = None
+    key: str | None = None
+    stored: bool = False
 
     @classmethod
     def from_answer(cls, model: str, answer: Any, *, model_version: str, **fields: Any) -> PredictionRecord:
@@ -293,34 +301,67 @@ def _driver(driver: Any) -> dict[str, Any]:
     return item
 
 
+def answer_key(prediction_keys: Sequence[str]) -> str:
+    """What identifies an answer's set of predictions, in its order."""
+    return hashlib.sha256("\x1f".join(prediction_keys).encode()).hexdigest()[:KEY_LENGTH]
+
+
+@dataclass
+class BatchRows:
+    """What one batch writes (:func:`rows_of_batch`)."""
+
+    predictions: list[dict]  # each distinct prediction not yet stored, once (its first serving)
+    answers: list[dict]  # the predictions of each answer set not yet stored
+    served: list[dict]  # one row an answer
+    bad: int  # records that could not be made into rows (logged; counted as failed)
+    fresh: list[PredictionRecord]  # marked ``stored`` once the batch is written
+    fresh_answers: set[str]  # answer keys to remember once the batch is written
+
+
 def rows_of_batch(
     items: Iterable[tuple[Sequence[PredictionRecord], Served | None, float]],
-) -> tuple[list[dict], list[dict], int]:
-    """The rows one batch writes: each distinct prediction once (its first serving), a ``served`` row per prediction
-    of each answer, and how many records could not be made into rows (logged; counted as failed)."""
+    known_answers: frozenset | set = frozenset(),
+) -> BatchRows:
+    """The rows one batch writes. A record already stored (see :class:`PredictionRecord`) and an answer set already
+    in ``known_answers`` cost only the answer's ``served`` row."""
     predictions: dict[str, dict] = {}
+    answers: list[dict] = []
     served: list[dict] = []
+    fresh: list[PredictionRecord] = []
+    fresh_answers: set[str] = set()
     bad = 0
     for records, answer, recorded_at in items:
         at = _utc(answer.at) if answer is not None and answer.at is not None else _from_epoch(recorded_at)
+        keys = []
         for record in records:
-            try:
-                row = prediction_row(record, at)
-            except (TypeError, ValueError) as exc:
-                bad += 1
-                logger.error("prediction log: a %s prediction left out: %s", getattr(record, "model", "?"), exc)
-                continue
-            predictions.setdefault(row["key"], row)
-            if answer is not None:
-                served.append(
-                    {
-                        "request_id": answer.request_id,
-                        "served_at": at,
-                        "endpoint": answer.endpoint,
-                        "prediction_key": row["key"],
-                    }
-                )
-    return list(predictions.values()), served, bad
+            key = record.key
+            if not record.stored:
+                try:
+                    row = prediction_row(record, at)
+                except (TypeError, ValueError) as exc:
+                    bad += 1
+                    logger.error("prediction log: a %s prediction left out: %s", getattr(record, "model", "?"), exc)
+                    continue
+                key = record.key = row["key"]
+                predictions.setdefault(key, row)
+                fresh.append(record)
+            keys.append(key)
+        if answer is None or not keys:
+            continue
+        set_key = answer_key(keys)
+        if set_key not in known_answers and set_key not in fresh_answers:
+            fresh_answers.add(set_key)
+            answers += [{"answer_key": set_key, "position": i, "prediction_key": k} for i, k in enumerate(keys)]
+        served.append(
+            {
+                "request_id": answer.request_id,
+                "served_at": at,
+                "endpoint": answer.endpoint,
+                "answer_key": set_key,
+                "predictions": len(keys),
+            }
+        )
+    return BatchRows(list(predictions.values()), answers, served, bad, fresh, fresh_answers)
 
 
 def feedback_row(
@@ -518,9 +559,18 @@ def _tables_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("request_id", text),
         sa.Column("served_at", when, nullable=False),
         sa.Column("endpoint", text, nullable=False),
-        sa.Column("prediction_key", text, sa.ForeignKey("predictions.key"), nullable=False),
+        sa.Column("answer_key", text, nullable=False),
+        sa.Column("predictions", sa.Integer, nullable=False),
         sa.Index("ix_served_served_at", "served_at"),
-        sa.Index("ix_served_prediction_key", "prediction_key"),
+        sa.Index("ix_served_answer_key", "answer_key"),
+    )
+    answer_predictions = sa.Table(  # an answer's predictions, in its order: one set, served any number of times
+        "answer_predictions",
+        metadata,
+        sa.Column("answer_key", text, primary_key=True),
+        sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("prediction_key", text, sa.ForeignKey("predictions.key"), nullable=False),
+        sa.Index("ix_answer_predictions_prediction_key", "prediction_key"),
     )
     feedback = sa.Table(
         "feedback",
@@ -540,7 +590,12 @@ def _tables_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Index("ix_feedback_prediction_key", "prediction_key"),
         sa.Index("ix_feedback_target", "project_id", "milestone_id"),
     )
-    return {"predictions": predictions, "served": served, "feedback": feedback}
+    return {
+        "predictions": predictions,
+        "served": served,
+        "answer_predictions": answer_predictions,
+        "feedback": feedback,
+    }
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -563,6 +618,19 @@ SCHEMA_VERSIONS = sa.Table(
 # The current tables, which the log reads and writes: version 1's.
 _CURRENT = _tables_v1(METADATA)
 PREDICTIONS, SERVED, FEEDBACK = _CURRENT["predictions"], _CURRENT["served"], _CURRENT["feedback"]
+ANSWER_PREDICTIONS = _CURRENT["answer_predictions"]
+# What the served() reader gives: a row per prediction of each answer.
+SERVED_PREDICTIONS = (
+    sa.select(
+        SERVED.c.id,
+        SERVED.c.request_id,
+        SERVED.c.served_at,
+        SERVED.c.endpoint,
+        ANSWER_PREDICTIONS.c.prediction_key,
+    )
+    .select_from(SERVED.join(ANSWER_PREDICTIONS, SERVED.c.answer_key == ANSWER_PREDICTIONS.c.answer_key))
+    .order_by(SERVED.c.id, ANSWER_PREDICTIONS.c.position)
+)
 
 
 def schema_version(conn: Connection) -> int:
@@ -634,22 +702,29 @@ def _prepare(url: str) -> None:
 
 
 _PREDICTION_COLUMNS = tuple(column.name for column in PREDICTIONS.columns)
-_SERVED_COLUMNS = ("request_id", "served_at", "endpoint", "prediction_key")
+_SERVED_COLUMNS = ("request_id", "served_at", "endpoint", "answer_key", "predictions")
+_ANSWER_COLUMNS = ("answer_key", "position", "prediction_key")
 _SQLITE_PREDICTIONS = (
     f"INSERT INTO predictions ({', '.join(_PREDICTION_COLUMNS)}) VALUES ({', '.join('?' * len(_PREDICTION_COLUMNS))}) "
     "ON CONFLICT (key) DO NOTHING"
 )
-_SQLITE_SERVED = f"INSERT INTO served ({', '.join(_SERVED_COLUMNS)}) VALUES (?, ?, ?, ?)"
+_SQLITE_SERVED = f"INSERT INTO served ({', '.join(_SERVED_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_ANSWERS = (
+    f"INSERT INTO answer_predictions ({', '.join(_ANSWER_COLUMNS)}) VALUES (?, ?, ?) "
+    "ON CONFLICT (answer_key, position) DO NOTHING"
+)
 
 
-def _insert_sqlite(conn: Connection, predictions: list[dict], served: list[dict]) -> None:
+def _insert_sqlite(conn: Connection, rows: BatchRows) -> None:
     """SQLite: the driver's own executemany, times already in the text SQLAlchemy stores and reads back. SQLAlchemy's
     processing of each value would otherwise cost the writer (and the GIL the service's threads share) as much again
     as the database does."""
-    if predictions:
-        conn.exec_driver_sql(_SQLITE_PREDICTIONS, [_sqlite_values(row, _PREDICTION_COLUMNS) for row in predictions])
-    if served:
-        conn.exec_driver_sql(_SQLITE_SERVED, [_sqlite_values(row, _SERVED_COLUMNS) for row in served])
+    if rows.predictions:
+        conn.exec_driver_sql(_SQLITE_PREDICTIONS, [_sqlite_values(r, _PREDICTION_COLUMNS) for r in rows.predictions])
+    if rows.answers:
+        conn.exec_driver_sql(_SQLITE_ANSWERS, [tuple(r[c] for c in _ANSWER_COLUMNS) for r in rows.answers])
+    if rows.served:
+        conn.exec_driver_sql(_SQLITE_SERVED, [_sqlite_values(r, _SERVED_COLUMNS) for r in rows.served])
 
 
 def _sqlite_values(row: dict[str, Any], columns: Sequence[str]) -> tuple:
@@ -658,17 +733,19 @@ def _sqlite_values(row: dict[str, Any], columns: Sequence[str]) -> tuple:
     )
 
 
-def _insert_ignore(dialect: str) -> Any | None:
-    """An insert that skips keys already there, in the dialect's words; None: no such statement (read keys first)."""
+def _insert_ignore(dialect: str, table: sa.Table | None = None) -> Any | None:
+    """An insert into ``table`` (default: the predictions) that skips keys already there, in the dialect's words;
+    None: no such statement (read keys first)."""
+    table = PREDICTIONS if table is None else table
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect in ("mysql", "mariadb"):
-        return sa.insert(PREDICTIONS).prefix_with("IGNORE")
+        return sa.insert(table).prefix_with("IGNORE")
     else:
         return None
-    return insert(PREDICTIONS).on_conflict_do_nothing(index_elements=["key"])
+    return insert(table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key.columns])
 
 
 # --------------------------------------------------------------------------------------------------------- the log
@@ -699,7 +776,7 @@ class PredictionLog:
         self._batch_rows, self._flush_seconds, self._max_queue = batch_rows, flush_seconds, max_queue_rows
         self._attempts, self._close_timeout = attempts, close_timeout_seconds
         self._engine = make_engine(url, busy_timeout_seconds)
-        self._insert_ignore = _insert_ignore(self._engine.dialect.name)
+        self._known_answers: set[str] = set()  # answer sets this log has written (the writer's own)
         self._queue: deque[tuple[tuple[PredictionRecord, ...], Served | None, float]] = deque()
         lock = threading.Lock()
         self._wake, self._done = threading.Condition(lock), threading.Condition(lock)
@@ -819,10 +896,11 @@ class PredictionLog:
         endpoint: str | None = None,
         request_id: str | None = None,
     ) -> pd.DataFrame:
-        """Served rows in [since, until), in the order written."""
-        query = _between(sa.select(SERVED), SERVED.c.served_at, since, until)
+        """What was served in [since, until), in the order written: a row per prediction of each answer (``id``: the
+        answer's ``served`` row)."""
+        query = _between(SERVED_PREDICTIONS, SERVED.c.served_at, since, until)
         query = _where(query, SERVED, endpoint=endpoint, request_id=request_id)
-        return self._read(query.order_by(SERVED.c.id), SERVED)
+        return self._read(query, SERVED_PREDICTIONS.selected_columns)
 
     def feedback(
         self,
@@ -881,7 +959,8 @@ class PredictionLog:
             return int(conn.execute(sa.insert(FEEDBACK).values(**row)).inserted_primary_key[0])
 
     # ---------------------------------------------------------------------------------------------------- inside
-    def _read(self, query: Any, table: sa.Table) -> pd.DataFrame:
+    def _read(self, query: Any, table: sa.Table | Any) -> pd.DataFrame:
+        """``table``: a table, or the selected columns of a query (their names and types type the frame)."""
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return _frame(rows, table)
@@ -943,7 +1022,8 @@ class PredictionLog:
     def _write(self, batch: list, n: int) -> None:
         """One transaction: the new predictions, then the served rows. Transient errors wait and retry, keeping the
         batch, while the log is open; other errors are retried ``attempts`` times."""
-        predictions, served, bad = rows_of_batch(batch)
+        rows = rows_of_batch(batch, self._known_answers)
+        bad = rows.bad
         attempt, pause = 0, 0.1
         while True:
             started = time.perf_counter()
@@ -955,7 +1035,12 @@ class PredictionLog:
                 with self._engine.connect() as conn:
                     conn.execution_options(immediate=True)
                     with conn.begin():
-                        self._insert(conn, predictions, served)
+                        self._insert(conn, rows)
+                for record in rows.fresh:
+                    record.stored = True
+                if len(self._known_answers) > KNOWN_ANSWERS:
+                    self._known_answers.clear()  # forgetting costs a skipped insert, never a wrong row
+                self._known_answers |= rows.fresh_answers
                 self._finish(written=n - bad, failed=bad, seconds=time.perf_counter() - started)
                 return
             except Exception as exc:  # noqa: BLE001 - logged, retried or counted; never raised into the service
@@ -984,28 +1069,32 @@ class PredictionLog:
                     self._wake.wait(max(0.0, min(pause, left)))
                 pause = min(pause * 2, 5.0)
 
-    def _insert(self, conn: Connection, predictions: list[dict], served: list[dict]) -> None:
-        """The new predictions (a key already there is skipped), then the served rows."""
+    def _insert(self, conn: Connection, rows: BatchRows) -> None:
+        """The new predictions and answer sets (a key already there is skipped), then the served rows."""
         if conn.dialect.name == "sqlite":
-            _insert_sqlite(conn, predictions, served)
+            _insert_sqlite(conn, rows)
             return
-        if predictions:
-            self._insert_new(conn, predictions)
-        if served:
-            conn.execute(sa.insert(SERVED), served)
+        if rows.predictions:
+            self._insert_new(conn, PREDICTIONS, rows.predictions)
+        if rows.answers:
+            self._insert_new(conn, ANSWER_PREDICTIONS, rows.answers)
+        if rows.served:
+            conn.execute(sa.insert(SERVED), rows.served)
 
-    def _insert_new(self, conn: Connection, rows: list[dict]) -> None:
-        if self._insert_ignore is not None:
-            conn.execute(self._insert_ignore, rows)
+    def _insert_new(self, conn: Connection, table: sa.Table, rows: list[dict]) -> None:
+        statement = _insert_ignore(conn.dialect.name, table)
+        if statement is not None:
+            conn.execute(statement, rows)
             return
-        keys = [row["key"] for row in rows]
-        there: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            there |= set(conn.scalars(sa.select(PREDICTIONS.c.key).where(PREDICTIONS.c.key.in_(chunk))))
-        new = [row for row in rows if row["key"] not in there]
+        columns = list(table.primary_key.columns)
+        first = sorted({row[columns[0].name] for row in rows})
+        there: set[tuple] = set()
+        for i in range(0, len(first), 500):  # no upsert in this dialect: read the keys already there, 500 at a time
+            chunk = sa.select(*columns).where(columns[0].in_(first[i : i + 500]))
+            there |= {tuple(found) for found in conn.execute(chunk)}
+        new = [row for row in rows if tuple(row[c.name] for c in columns) not in there]
         if new:
-            conn.execute(sa.insert(PREDICTIONS), new)
+            conn.execute(sa.insert(table), new)
 
     def _finish(self, written: int = 0, failed: int = 0, seconds: float = 0.0) -> None:
         with self._wake:
@@ -1106,12 +1195,14 @@ def _where(query: Any, table: sa.Table, **equal: Any) -> Any:
     return query
 
 
-def _frame(rows: Sequence[Any], table: sa.Table) -> pd.DataFrame:
-    """Rows as a frame with the table's columns, typed alike whatever the rows: times as datetime64, numbers as
-    floats, texts as pandas' str; NULL as NaN (NaT); ``drivers`` parsed, a list of dicts a row."""
-    columns = [column.name for column in table.columns]
+def _frame(rows: Sequence[Any], table: sa.Table | Any) -> pd.DataFrame:
+    """Rows as a frame with the table's columns (or a query's selected columns), typed alike whatever the rows:
+    times as datetime64, numbers as floats, texts as pandas' str; NULL as NaN (NaT); ``drivers`` parsed, a list of
+    dicts a row."""
+    described = table.columns if isinstance(table, sa.Table) else table
+    columns = [column.name for column in described]
     frame = pd.DataFrame([tuple(row) for row in rows], columns=columns)
-    for column in table.columns:
+    for column in described:
         if isinstance(column.type, sa.DateTime):
             frame[column.name] = pd.to_datetime(frame[column.name])
         elif isinstance(column.type, sa.Float):

@@ -60,6 +60,9 @@ def rec(i: int, project: str = "P1", **extra) -> PredictionRecord:
     return PredictionRecord(**(fields | extra))
 
 
+SERVED_ROWS = "served JOIN answer_predictions USING (answer_key)"  # a row per prediction of each answer
+
+
 def count(url: str, table: str) -> int:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -170,7 +173,7 @@ def test_rows_in_equal_rows_written_from_several_threads(tmp_path):
     assert log.stats() | {"write_seconds": 0} == {
         "queued": 0, "written": total, "dropped": 0, "failed": 0, "errors": 0, "write_seconds": 0,
     }  # fmt: skip
-    assert count(url, "served") == count(url, "predictions") == total
+    assert count(url, SERVED_ROWS) == count(url, "predictions") == total
     assert log.served()["request_id"].nunique() == n_threads * calls
     log.close()
 
@@ -187,6 +190,23 @@ def test_a_prediction_served_again_is_one_prediction_and_more_served_rows(log):
     one = predictions.set_index("milestone_id").loc["M1", "key"]
     assert (served["prediction_key"] == one).sum() == 3
     assert log.stats()["written"] == 5
+
+
+def test_an_answer_served_again_is_one_served_row_and_its_set_kept_once(tmp_path):
+    """The day's snapshot answers the same records all day: each answer adds one row, its set is written once, and
+    the records are not made into prediction rows again."""
+    url = url_of(tmp_path / "p.db")
+    log = PredictionLog(url, **FAST)
+    answer = [rec(1), rec(2), rec(3, model="churn", milestone_id=None)]
+    for i in range(50):
+        log.record(answer, Served("risk", f"r{i}"))
+    log.record(answer[:2], Served("worklist", "w"))  # another set of the same predictions
+    assert log.flush(5)
+    log.close()
+    assert count(url, "served") == 51 and count(url, "predictions") == 3
+    assert count(url, "answer_predictions") == 3 + 2
+    assert count(url, SERVED_ROWS) == 50 * 3 + 2
+    assert all(r.stored and r.key for r in answer)
 
 
 def test_nothing_lost_across_a_restart(tmp_path):
@@ -254,7 +274,7 @@ time.sleep(30)
         [sys.executable, "-c", script], check=False, cwd=REPO, timeout=60, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert count(url, "served") == count(url, "predictions") == 500
+    assert count(url, SERVED_ROWS) == count(url, "predictions") == 500
 
 
 def test_a_record_the_database_cannot_take_is_counted_and_the_rest_written(log):
@@ -288,7 +308,7 @@ def test_two_processes_writing_one_file_lose_nothing(tmp_path):
     for worker in workers:
         worker.join(60)
     assert [worker.exitcode for worker in workers] == [0, 0]
-    assert count(url, "served") == count(url, "predictions") == 2 * calls * per_call
+    assert count(url, SERVED_ROWS) == count(url, "predictions") == 2 * calls * per_call
     assert count(url, "schema_version") == 1
 
 
@@ -312,7 +332,7 @@ def test_a_locked_database_never_blocks_the_caller_and_nothing_is_lost(tmp_path)
     holder.close()
     assert log.flush(10)
     assert log.stats()["written"] == 300 and log.stats()["failed"] == 0
-    assert count(url, "served") == 300
+    assert count(url, SERVED_ROWS) == 300
     log.close()
 
 
@@ -357,7 +377,13 @@ def test_an_empty_file_gets_the_current_schema_and_reopening_changes_nothing(tmp
     assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 1))
     engine = sa.create_engine(url_of(path))
     inspector = sa.inspect(engine)
-    for table in (predlog.PREDICTIONS, predlog.SERVED, predlog.FEEDBACK, predlog.SCHEMA_VERSIONS):
+    for table in (
+        predlog.PREDICTIONS,
+        predlog.SERVED,
+        predlog.ANSWER_PREDICTIONS,
+        predlog.FEEDBACK,
+        predlog.SCHEMA_VERSIONS,
+    ):
         assert [c["name"] for c in inspector.get_columns(table.name)] == [c.name for c in table.columns]
     assert inspector.get_pk_constraint("predictions")["constrained_columns"] == ["key"]
     engine.dispose()
@@ -482,7 +508,7 @@ def test_the_schema_and_the_insert_are_postgresql_too():
     dialect = postgresql.dialect()
     ddl = "\n".join(
         str(sa.schema.CreateTable(table).compile(dialect=dialect))
-        for table in (predlog.PREDICTIONS, predlog.SERVED, predlog.FEEDBACK)
+        for table in (predlog.PREDICTIONS, predlog.SERVED, predlog.ANSWER_PREDICTIONS, predlog.FEEDBACK)
     )
     assert "id BIGSERIAL" in ddl and "REFERENCES predictions (key)" in ddl
     assert str(predlog._insert_ignore("postgresql").compile(dialect=dialect)).endswith("ON CONFLICT (key) DO NOTHING")
