@@ -114,6 +114,11 @@ def test_health_metrics_and_openapi(server):
         assert done.returncode == 0, path
     metrics = run(["curl", "-s", f"{server.base}/metrics"])
     assert 'endpoint="/v1/risk"' in metrics.stdout
+    counted = [line for line in metrics.stdout.splitlines() if line.startswith("bentoml_service_request_total{")]
+    statuses = {
+        (line.split('endpoint="')[1].split('"')[0], line.split('http_response_code="')[1][:3]) for line in counted
+    }
+    assert {("/v1/risk", "200"), ("/v1/risk", "404")} <= statuses  # requests and errors by endpoint and status
     log = server.log.read_text()
     assert "EQSMS Risk ready" in log and "Traceback" not in log  # bad requests leave one line each, no traceback
 
