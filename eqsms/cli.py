@@ -14,6 +14,7 @@ import typer
 from eqsms.cli_kit import DEBUG
 from features.cli import app as features_app
 from features.importers.cli import import_app
+from monitoring.cli import app as monitoring_app
 from serving.cli import app as serving_app
 from serving.report_cli import app as report_app
 from training.backtest_cli import app as backtest_app
@@ -43,6 +44,7 @@ app.add_typer(training_app)
 app.add_typer(backtest_app)
 app.add_typer(serving_app)
 app.add_typer(report_app)
+app.add_typer(monitoring_app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,197 @@
+"""`eqsms monitor DATA_DIR`: the prediction log judged by a new export (issue 13 §2).
+
+Reads the export (validated as every command does), the predictions the service logged (``eqsms.predlog``, from
+settings), joins each with its outcome once known (:mod:`monitoring.judge`) and reports per model, version and
+week of prediction: the model's metrics beside the reference class's on the same rows. The figures go to MLflow
+(one monitoring run per model in the experiment ``eqsms-monitoring``, a step per week) and to a self-contained HTML
+page (``<work_dir>/monitor/index.html``; ``--out`` elsewhere), which the service shows at ``/v1/monitor``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from eqsms.cli_kit import console, fail, summary, took, where
+from eqsms.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False)
+EXPERIMENT = "eqsms-monitoring"
+PAGE = "index.html"
+SHOWN = {  # what the page and the run show of each kind, in this order
+    "classifier": ("roc_auc", "ece", "brier", "positive_rate"),
+    "slip": ("mae", "coverage", "late_auc", "late_brier"),
+}
+
+
+def monitor_dir(settings: Settings) -> Path:
+    return settings.work_dir / "monitor"
+
+
+@app.command()
+def monitor(
+    data_dir: Annotated[Path, typer.Argument(help="the new export: its outcomes judge the logged predictions")],
+    out: Annotated[Path | None, typer.Option(help="the HTML page (default: <work_dir>/monitor/index.html)")] = None,
+    min_rows: Annotated[int, typer.Option(help="a week with fewer judged rows is counted, not scored")] = 20,
+    mlflow_runs: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log a monitoring run per model")] = True,
+) -> None:
+    """Judge the logged predictions by the outcomes DATA_DIR holds, per model version and week of prediction,
+    beside the reference class on the same rows; write the page and the MLflow runs."""
+    from eqsms.predlog import from_settings
+    from features.contract import latest_fact
+    from features.io import ContractError
+    from features.validate import load
+    from monitoring.judge import joined, overall, weekly
+    from monitoring.outcomes import outcomes
+
+    started = time.perf_counter()
+    settings = get_settings()
+    try:
+        tables = load(data_dir, settings).tables
+    except ContractError as err:
+        fail(f"cannot use {data_dir}", err)
+    at = latest_fact(tables)
+    if at is None:
+        fail(f"cannot judge by {data_dir}", "the export has no dated fact")
+    log = from_settings(settings)
+    try:
+        if not log.enabled:
+            fail("nothing to judge", "the prediction log is off (EQSMS_PREDICTION_LOG_URL=off)")
+        predictions = log.predictions()
+    finally:
+        log.close()
+    known = outcomes(tables, settings)
+    judged = joined(predictions, known, at)
+    table, pooled = weekly(judged, known, min_rows), overall(judged, known, min_rows)
+    page = out or monitor_dir(settings) / PAGE
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render(table, pooled, len(predictions), at, data_dir), encoding="utf-8")
+    runs = log_runs(table, pooled, settings, data_dir, at) if mlflow_runs and not table.empty else {}
+    summary(
+        "monitor",
+        {
+            "predictions logged": f"{len(predictions):,}",
+            "judged (outcome known)": f"{len(judged):,}",
+            "outcomes known by": str(at),
+            "page": where(page),
+            "MLflow runs": ", ".join(f"{m} {r[:8]}" for m, r in runs.items()) or "none",
+            "took": took(started),
+        },
+    )
+    for line in headline_lines(pooled):
+        console.print(line, highlight=False)
+
+
+def headline_lines(pooled: pd.DataFrame) -> list[str]:
+    """A line per model and version: the rows judged and the headline metric beside the reference class's."""
+    from features.targets import TARGETS
+
+    lines = []
+    for _, line in pooled.iterrows():
+        metric = TARGETS[line["model"]].headline
+        ours, theirs = line.get(metric), line.get(f"reference.{metric}")
+        said = (
+            f"{metric} {ours:.3f} (reference class {theirs:.3f})"
+            if pd.notna(ours) and pd.notna(theirs)
+            else "too few rows to score"
+        )
+        lines.append(
+            f"  {line['model']} v{line['model_version']}: {line['rows']:,} judged over {line['weeks']} weeks, {said}"
+        )
+    return lines
+
+
+def log_runs(
+    table: pd.DataFrame, pooled: pd.DataFrame, settings: Settings, data_dir: Path, at: pd.Timestamp
+) -> dict[str, str]:
+    """One MLflow run per model: each week's metrics as a step (weeks since the epoch), the pooled figures as the
+    run's own, tagged with the versions judged and the export."""
+    import mlflow
+
+    from features.targets import TARGETS
+    from training.tracking import configure
+
+    client = configure(settings)
+    found = client.get_experiment_by_name(EXPERIMENT)
+    experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    runs = {}
+    for name, group in table.groupby("model"):
+        kind = TARGETS[name].kind
+        wanted = [m for base in SHOWN[kind] for m in (base, f"reference.{base}")]
+        with mlflow.start_run(experiment_id=experiment, run_name=f"monitor-{name}") as run:
+            mlflow.set_tags(
+                {
+                    "model": name,
+                    "versions": ",".join(sorted(group["model_version"].astype(str).unique())),
+                    "data_dir": str(data_dir),
+                    "outcomes_known_by": str(at),
+                }
+            )
+            for _, week in group.iterrows():
+                step = int(pd.Timestamp(week["week"]).timestamp() // (7 * 86400))
+                values = {m: float(week[m]) for m in wanted if m in week and pd.notna(week[m])}
+                mlflow.log_metrics({"rows": float(week["rows"]), **values}, step=step)
+            for _, line in pooled[pooled["model"] == name].iterrows():
+                version = line["model_version"]
+                values = {f"v{version}.{m}": float(line[m]) for m in wanted if m in line and pd.notna(line[m])}
+                mlflow.log_metrics(values)
+            mlflow.log_dict(json.loads(group.to_json(orient="records", date_format="iso")), "weekly.json")
+            runs[name] = run.info.run_id
+    return runs
+
+
+def render(table: pd.DataFrame, pooled: pd.DataFrame, logged: int, at: pd.Timestamp, data_dir: Path) -> str:
+    """The page: per model, each version's figures over every week, then each week's, the reference class beside."""
+    from features.targets import TARGETS
+
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>EQSMS Risk: how the predictions held up"
+        "</title><style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
+        "margin:1em 0}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}th:first-child,"
+        "td:first-child{text-align:left}.worse{color:#b00}</style></head><body>",
+        "<h1>How the predictions held up</h1>",
+        f"<p>{logged:,} predictions logged; judged by the outcomes known in {html.escape(str(data_dir))} by "
+        f"{html.escape(str(at))}. Each model beside the reference class scored on the same rows.</p>",
+    ]
+    if table.empty:
+        parts.append("<p>No logged prediction has a known outcome yet.</p>")
+    for name, group in table.groupby("model") if not table.empty else []:
+        spec = TARGETS[name]
+        shown = SHOWN[spec.kind]
+        head = "".join(f"<th>{m}</th><th>reference</th>" for m in shown)
+        parts.append(f"<h2>{html.escape(name)}</h2><table><tr><th>weeks</th><th>version</th><th>rows</th>{head}</tr>")
+        for _, line in pooled[pooled["model"] == name].iterrows():
+            cells = "".join(_pair(line, m) for m in shown)
+            parts.append(
+                f"<tr><td>all {int(line['weeks'])}</td><td>{html.escape(str(line['model_version']))}</td>"
+                f"<td>{int(line['rows'])}</td>{cells}</tr>"
+            )
+        parts.append(f"</table><table><tr><th>week</th><th>version</th><th>rows</th>{head}</tr>")
+        for _, week in group.sort_values("week").iterrows():
+            cells = "".join(_pair(week, m) for m in shown)
+            parts.append(
+                f"<tr><td>{pd.Timestamp(week['week']).date()}</td><td>{html.escape(str(week['model_version']))}</td>"
+                f"<td>{int(week['rows'])}</td>{cells}</tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _pair(line: pd.Series, metric: str) -> str:
+    from training.metrics import HIGHER_IS_BETTER
+
+    ours, theirs = line.get(metric), line.get(f"reference.{metric}")
+    if ours is None or pd.isna(ours):
+        return "<td>–</td><td>–</td>"
+    worse = theirs is not None and pd.notna(theirs) and metric in ("roc_auc", "mae", "late_auc", "brier", "late_brier")
+    if worse:
+        worse = ours < theirs if metric in HIGHER_IS_BETTER else ours > theirs
+    mark = " class='worse'" if worse else ""
+    return f"<td{mark}>{ours:.3f}</td><td>{'–' if theirs is None or pd.isna(theirs) else f'{theirs:.3f}'}</td>"
