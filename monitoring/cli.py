@@ -23,15 +23,10 @@ from eqsms.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False)
 EXPERIMENT = "eqsms-monitoring"
-PAGE = "index.html"
 SHOWN = {  # what the page and the run show of each kind, in this order
     "classifier": ("roc_auc", "ece", "brier", "positive_rate"),
     "slip": ("mae", "coverage", "late_auc", "late_brier"),
 }
-
-
-def monitor_dir(settings: Settings) -> Path:
-    return settings.work_dir / "monitor"
 
 
 @app.command()
@@ -69,7 +64,7 @@ def monitor(
     known = outcomes(tables, settings)
     judged = joined(predictions, known, at)
     table, pooled = weekly(judged, known, min_rows), overall(judged, known, min_rows)
-    page = out or monitor_dir(settings) / PAGE
+    page = out or settings.monitor_page
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(render(table, pooled, len(predictions), at, data_dir), encoding="utf-8")
     runs = log_runs(table, pooled, settings, data_dir, at) if mlflow_runs and not table.empty else {}

@@ -54,6 +54,11 @@ BOARD_CSP = (
 # through the DOM, which a policy allows, so it needs no 'unsafe-inline'.
 DOCS_CSP = BOARD_CSP
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# `eqsms monitor`'s page (self-contained: its own inline styles, no script, nothing loaded from anywhere).
+MONITOR_PAGE = "/v1/monitor"
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 ALWAYS: Headers = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -165,6 +170,7 @@ def security_headers(path: str) -> Headers:
     """The headers every answer to ``path`` carries: its content security policy and :data:`ALWAYS`."""
     p = path.lower()
     csp = DOCS_CSP if p == "/" else BOARD_CSP if p == "/ui" or p.startswith("/ui/") else API_CSP
+    csp = REPORT_CSP if p == MONITOR_PAGE else csp
     return [(b"content-security-policy", csp.encode()), *ALWAYS]
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from fastapi import FastAPI, Query
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from eqsms import predlog
@@ -249,6 +249,19 @@ def reload_post() -> JSONResponse:
     worker at once, the others within `reload_check_seconds`. Requests in flight finish on the set they started with.
     A reload that fails leaves the old set answering: 200 with `ok: false` and the reason (also in GET /v1/models)."""
     return JSONResponse(_service().reload("asked by POST /v1/admin/reload"))
+
+
+@v1_get.get(
+    "/monitor", summary="how the predictions held up: the page `eqsms monitor` wrote", response_class=HTMLResponse
+)
+def monitor_get() -> Response:
+    """The latest `eqsms monitor` page: each model beside the reference class on the logged predictions whose
+    outcome is known, per version and week. 404: no page yet (run `eqsms monitor DATA_DIR`)."""
+    page = _service().settings.monitor_page
+    try:
+        return HTMLResponse(page.read_text(encoding="utf-8"))
+    except OSError:
+        return error_response("monitor", "no monitor page yet: run `eqsms monitor DATA_DIR` on a new export", 404)
 
 
 @v1_get.get("/ui/strings", summary="the board's words in a language")

@@ -128,3 +128,22 @@ def test_eqsms_monitor_writes_the_page_and_a_run_per_model(known, tmp_path, monk
         assert sum(m.value for m in history) == 300
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_the_service_shows_the_latest_page(http, champions):
+    from serving.security import security_headers
+
+    page = champions.settings.monitor_page
+    page.unlink(missing_ok=True)
+    missing = http.get("/v1/monitor")
+    assert missing.status_code == 404 and missing.json()["field"] == "monitor"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("<!DOCTYPE html><title>t</title><h1>How the predictions held up</h1>")
+    try:
+        shown = http.get("/v1/monitor")
+        assert shown.status_code == 200 and "How the predictions held up" in shown.text
+        assert shown.headers["content-type"].startswith("text/html")
+    finally:
+        page.unlink()
+    policy = dict(security_headers("/v1/monitor"))[b"content-security-policy"].decode()
+    assert policy.startswith("default-src 'none'") and "script" not in policy  # its styles, nothing to run
