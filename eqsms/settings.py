@@ -47,6 +47,11 @@ class PathSettings(BaseSettings):
     def datasets_dir(self) -> Path:
         return self.work_dir / "datasets"
 
+    @property
+    def monitor_page(self) -> Path:
+        """`eqsms monitor`'s page, which the service shows at /v1/monitor."""
+        return self.work_dir / "monitor" / "index.html"
+
 
 class ContractSettings(BaseSettings):
     """Validation: which dates are plausible at all."""
@@ -267,6 +272,61 @@ class LogSettings(BaseSettings):
     )
 
 
+class MonitorSettings(BaseSettings):
+    """Drift checks (issue 13 §3, ``monitoring.drift``): a reference window (training) against the latest weeks.
+
+    A feature drifts when an effect size passes its threshold *and* a two-sample test confirms it at
+    ``drift_pvalue``. The effect size alone is noisy on few rows; a p-value alone flags any trivial difference on
+    many rows, and with ~70 features a 1% test still flags one feature in two comparisons of the same
+    distribution. Requiring both keeps the flag for changes large enough to matter and too large to be chance.
+    """
+
+    drift_bins: int = Field(
+        10, ge=2, description="PSI of a number: bins at the reference's deciles (plus below, above and missing)"
+    )
+    drift_psi_threshold: float = Field(
+        0.2,
+        gt=0,
+        description="PSI at which a feature or the predictions drift: 0.2 is the usual 'significant' cut (0.1 "
+        "'moderate'); for a normal feature PSI ~ (mean shift in sd)^2, so 0.2 is a shift of ~0.45 sd. Two samples "
+        "of the same distribution give PSI ~ chi2(bins - 1) * (1/n_ref + 1/n_cur): at drift_min_rows a side, 0.2 "
+        "is about a 1-in-2,000 chance a feature",
+    )
+    drift_pvalue: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="the two-sample test that must confirm an effect (Kolmogorov-Smirnov for numbers, chi-square for "
+        "categories and missing shares): below this p-value. A confirmation, not the flag: see the section",
+    )
+    drift_missing_shift: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        description="a feature drifts when its missing share moves this much (absolute, 0.05 -> 0.15): an export "
+        "or a field going dark; smaller moves are within a week's noise for a feature missing half the time",
+    )
+    drift_new_category_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="a category feature drifts when this share of current rows holds categories the reference "
+        "never had (beyond the Good-Turing share it expected to be new): a new region or project type",
+    )
+    drift_min_rows: int = Field(
+        300,
+        gt=0,
+        description="fewer rows than this in the reference or the current window: the feature is not judged (said "
+        "so in the report); at 300 a side a 10-bin PSI of the same distribution passes 0.2 about once in 2,000",
+    )
+    drift_features_flagged: int = Field(
+        3,
+        gt=0,
+        description="drifted features that flag a model (its predictions drifting flag it alone): one feature is "
+        "listed to look at (often an export that changed), a shift in the projects moves several related ones",
+    )
+
+
 class Settings(
     PathSettings,
     ContractSettings,
@@ -277,6 +337,7 @@ class Settings(
     ServingSettings,
     ReportSettings,
     LogSettings,
+    MonitorSettings,
 ):
     """Every stage's section in one object (``settings.horizon_days``, ``settings.serve_workers``)."""
 
