@@ -404,6 +404,30 @@ def rate_range(p: np.ndarray, coverage: float) -> tuple[float, float, float]:
     return float(np.mean(p)), low / n, min(high, n) / n
 
 
+def predicted_vs_happened(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, logged: pd.DataFrame, coverage: float
+) -> pd.DataFrame:
+    """The first-pass KPI as the logged predictions said it would be, beside what happened, per quarter: each
+    milestone reached by ``as_of`` with a recorded acceptance and a logged defect-risk prediction made before it was
+    reached (the latest such one) counts; ``predicted`` is the mean of 1 - P(failure), with the central ``coverage``
+    range of the share (:func:`rate_range`), ``happened`` the share accepted first pass. Empty when nothing was
+    logged."""
+    columns = ["quarter", "milestones", "predicted", "low", "high", "happened"]
+    m = tables["milestones"]
+    m = m[(m["actual_date"] <= as_of) & m["first_pass_accepted"].notna()][
+        ["milestone_id", "actual_date", "first_pass_accepted"]
+    ]
+    ours = logged[(logged["model"] == "defect_risk") & logged["probability"].notna()]
+    both = ours[["milestone_id", "as_of", "probability"]].merge(m, on="milestone_id")
+    both = both[both["as_of"] < both["actual_date"]].sort_values("as_of").drop_duplicates("milestone_id", keep="last")
+    rows = []
+    for quarter, group in both.groupby(both["actual_date"].dt.to_period("Q")):
+        expected, low, high = rate_range(1 - group["probability"].to_numpy(dtype="float64"), coverage)
+        happened = float(group["first_pass_accepted"].astype(bool).mean())
+        rows.append([str(quarter), len(group), expected, low, high, happened])
+    return pd.DataFrame(rows, columns=columns)
+
+
 def next_quarter(as_of: pd.Timestamp) -> pd.Period:
     """The calendar quarter after the one ``as_of`` lies in."""
     return pd.Timestamp(as_of).to_period("Q") + 1

@@ -96,6 +96,14 @@ EN = {
     "p_late": "P(late)",
     "forecast_point": "forecast {quarter}",
     "forecast_word": "forecast",
+    "held_up": "Predicted vs happened",
+    "held_up_note": "Milestones reached with a defect-risk prediction in the prediction log made before they were "
+    "reached (the latest one): the first-pass rate the predictions expected (10–90% range) and the rate that "
+    "happened.",
+    "quarter": "Quarter",
+    "milestones": "Milestones",
+    "predicted": "Predicted",
+    "happened": "Happened",
     "definitions": "How each KPI is measured",
     "ranking": "Gaps are ranked by the shortfall as a share of the target (NPS: of 100 points). A project's part "
     "of the gap: for rates, means and indices, the points of the overall gap it accounts for (the parts add up to "
@@ -208,6 +216,13 @@ ZH = {
     "p_late": "延误概率",
     "forecast_point": "{quarter} 预测",
     "forecast_word": "预测",
+    "held_up": "预测与实际",
+    "held_up_note": "预测日志中在节点完成前做出的一次验收不合格风险预测（取最后一次）所对应的已完成节点：预测的一次验收"
+    "合格率（10–90% 区间）与实际合格率。",
+    "quarter": "季度",
+    "milestones": "节点数",
+    "predicted": "预测",
+    "happened": "实际",
     "definitions": "各项指标的计算方法",
     "ranking": "差距按“差距占目标的比例”排序（净推荐值按 100 分计）。"
     "项目占差距：对比率、平均值和指数，为该项目所占的总体差距点数（各项目之和等于总体差距）；"
@@ -272,6 +287,7 @@ class Report:
     tolerance_days: float
     satisfied_min: float
     absent_tables: tuple[str, ...] = ()
+    held_up: pd.DataFrame | None = None  # serving.kpi.predicted_vs_happened of the prediction log, when it has any
 
 
 def esc(value: object) -> str:
@@ -566,9 +582,28 @@ def kpi_section(result: KpiResult, report: Report, lang: str) -> str:
             "</div></div>",
             f"<h4>{esc(s['projects_behind' if r.gap > 0 else 'projects_below'])}</h4>",
             projects_table(r, lang),
+            held_up_table(report.held_up, lang) if r.spec.key == "first_pass" else "",
             "</div>",
         ]
     )
+
+
+def held_up_table(held_up: pd.DataFrame | None, lang: str) -> str:
+    """The first-pass rate the logged predictions expected, beside what happened, a quarter a row."""
+    if held_up is None or held_up.empty:
+        return ""
+    s = STRINGS[lang]
+    rows = [
+        [
+            ("", esc(line.quarter)),
+            ("num", f"{line.milestones:,}"),
+            ("num", f"{fmt(line.predicted, SHARE, lang)} ({fmt(line.low, SHARE, lang)}–{fmt(line.high, SHARE, lang)})"),
+            ("num", esc(fmt(line.happened, SHARE, lang))),
+        ]
+        for line in held_up.itertuples()
+    ]
+    head = [s["quarter"], s["milestones"], s["predicted"], s["happened"]]
+    return f"<h4>{esc(s['held_up'])}</h4>{_table(head, rows)}<p class='note'>{esc(s['held_up_note'])}</p>"
 
 
 def forecast_section(report: Report, lang: str) -> str:

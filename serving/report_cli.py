@@ -104,7 +104,7 @@ def build_report(data_dir: Path, settings: Settings, as_of: str | None = None, s
     from features.contract import latest_fact
     from features.io import ContractError
     from features.validate import load
-    from serving.kpi import measure_all
+    from serving.kpi import measure_all, predicted_vs_happened
     from serving.kpi_report import Report
 
     step("validating the data")
@@ -119,6 +119,9 @@ def build_report(data_dir: Path, settings: Settings, as_of: str | None = None, s
     step("forecasting the next quarter")
     scoring = settings.model_copy(update={"data_dir": Path(data_dir).resolve()})
     outlook = build_forecast(scoring, data.tables, t)
+    step("comparing the logged predictions with what happened")
+    logged = logged_predictions(settings)
+    held_up = None if logged is None else predicted_vs_happened(data.tables, t, logged, settings.forecast_coverage)
     return Report(
         data_dir=str(data_dir),
         as_of=t,
@@ -127,7 +130,28 @@ def build_report(data_dir: Path, settings: Settings, as_of: str | None = None, s
         tolerance_days=settings.late_tolerance_days,
         satisfied_min=settings.csat_satisfied_min,
         absent_tables=tuple(data.missing_tables),
+        held_up=held_up,
     )
+
+
+def logged_predictions(settings: Settings) -> pd.DataFrame | None:
+    """The prediction log's predictions, or None when there is no log (off, or its SQLite file not made yet:
+    reading never creates one)."""
+    from sqlalchemy.engine import make_url
+
+    from eqsms.predlog import OFF, PredictionLog, default_url
+
+    url = settings.prediction_log_url or default_url(settings.work_dir)
+    if url.strip().lower() == OFF:
+        return None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    log = PredictionLog(url)
+    try:
+        return log.predictions()
+    finally:
+        log.close()
 
 
 def _weasyprint():

@@ -343,3 +343,37 @@ def test_the_command_on_an_imported_field_forms_export(field_files, tmp_path, mo
     page, measured, missing = report_of_import("field-forms", list(field_files), tmp_path, monkeypatch)
     assert measured >= 1 and missing >= 1
     assert page.count("not measurable (") >= missing
+
+
+def test_predicted_vs_happened_takes_the_latest_prediction_made_before_each_milestone():
+    from serving.kpi import predicted_vs_happened, rate_range
+
+    tables = validated_tables()
+    m = tables["milestones"]
+    judged = m[m["actual_date"].notna() & m["first_pass_accepted"].notna()]
+    assert len(judged) >= 2
+    day = pd.Timedelta(days=1)
+    logged = pd.DataFrame(
+        [
+            row
+            for _, ms in judged.iterrows()
+            for row in (
+                ("defect_risk", ms["milestone_id"], ms["actual_date"] - 30 * day, 0.9),  # superseded
+                ("defect_risk", ms["milestone_id"], ms["actual_date"] - 5 * day, 0.25),  # the one that counts
+                ("defect_risk", ms["milestone_id"], ms["actual_date"] + day, 0.99),  # made after: not a prediction
+                ("delay", ms["milestone_id"], ms["actual_date"] - 5 * day, 0.7),  # another model
+            )
+        ],
+        columns=["model", "milestone_id", "as_of", "probability"],
+    )
+    held_up = predicted_vs_happened(tables, judged["actual_date"].max(), logged, 0.8)
+    assert held_up["milestones"].sum() == len(judged)
+    for line in held_up.itertuples():
+        quarter = judged[judged["actual_date"].dt.to_period("Q").astype(str) == line.quarter]
+        expected, low, high = rate_range(np.full(len(quarter), 0.75), 0.8)
+        assert (line.predicted, line.low, line.high) == pytest.approx((expected, low, high))
+        assert line.happened == pytest.approx(quarter["first_pass_accepted"].astype(bool).mean())
+    from serving.kpi_report import held_up_table
+
+    for lang in ("en", "zh"):
+        assert STRINGS[lang]["held_up"] in held_up_table(held_up, lang)
