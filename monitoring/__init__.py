@@ -1,0 +1,1 @@
+"""Watching the models before their outcomes arrive: feature and prediction drift, estimated performance."""
