@@ -20,6 +20,7 @@ import typer
 
 from eqsms.cli_kit import console, fail, summary, took, where
 from eqsms.settings import Settings, get_settings
+from monitoring.retrain import verdict_file
 
 app = typer.Typer(add_completion=False)
 EXPERIMENT = "eqsms-monitoring"
@@ -68,6 +69,8 @@ def monitor(
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(render(table, pooled, len(predictions), at, data_dir), encoding="utf-8")
     runs = log_runs(table, pooled, settings, data_dir, at) if mlflow_runs and not table.empty else {}
+    said = verdict(judged, known, min_rows, at)
+    verdict_file(settings).write_text(json.dumps(said, indent=2, default=str) + "\n")
     summary(
         "monitor",
         {
@@ -76,11 +79,39 @@ def monitor(
             "outcomes known by": str(at),
             "page": where(page),
             "MLflow runs": ", ".join(f"{m} {r[:8]}" for m, r in runs.items()) or "none",
+            "verdict": "; ".join(said["reasons"]) or "no flag",
             "took": took(started),
         },
     )
     for line in headline_lines(pooled):
         console.print(line, highlight=False)
+
+
+RECENT_WEEKS = 4  # the verdict judges the latest weeks of predictions whose outcomes are known
+
+
+def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp) -> dict:
+    """Whether a model should be retrained (``eqsms retrain --when flagged`` reads it): flagged when, on its latest
+    :data:`RECENT_WEEKS` weeks of judged predictions, its headline metric is worse than the reference class's on the
+    same rows."""
+    from features.targets import TARGETS
+    from monitoring.judge import overall
+    from training.metrics import HIGHER_IS_BETTER
+
+    reasons = []
+    if not judged.empty:
+        recent = judged[judged["week"] > judged["week"].max() - pd.Timedelta(weeks=RECENT_WEEKS)]
+        for _, line in overall(recent, known, min_rows).iterrows():
+            metric = TARGETS[line["model"]].headline
+            ours, theirs = line.get(metric), line.get(f"reference.{metric}")
+            if pd.isna(ours) or pd.isna(theirs):
+                continue
+            if (ours < theirs) if metric in HIGHER_IS_BETTER else (ours > theirs):
+                reasons.append(
+                    f"{line['model']} v{line['model_version']}: {metric} {ours:.3f} worse than the reference class "
+                    f"({theirs:.3f}) over the latest {RECENT_WEEKS} weeks"
+                )
+    return {"at": str(at), "flagged": bool(reasons), "reasons": reasons}
 
 
 def headline_lines(pooled: pd.DataFrame) -> list[str]:
@@ -190,3 +221,80 @@ def _pair(line: pd.Series, metric: str) -> str:
         worse = ours < theirs if metric in HIGHER_IS_BETTER else ours > theirs
     mark = " class='worse'" if worse else ""
     return f"<td{mark}>{ours:.3f}</td><td>{'–' if theirs is None or pd.isna(theirs) else f'{theirs:.3f}'}</td>"
+
+
+@app.command()
+def retrain(
+    data_dir: Annotated[Path, typer.Argument(help="the new export to train on")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="the running service to tell to reload when a champion moved (e.g. http://127.0.0.1:3000)"),
+    ] = None,
+    when: Annotated[
+        str,
+        typer.Option(
+            help="changed: whenever the export changed; flagged: only when the monitor's last verdict flagged a model"
+        ),
+    ] = "changed",
+    force: Annotated[bool, typer.Option("--force", help="retrain even on the export last retrained on")] = False,
+) -> None:
+    """Validate, build the datasets, train the challengers, gate, promote or not, and tell the service to reload:
+    one line to end with, and exit 0 (done, or nothing to do), 1 (promoted but the service not told) or 2 (could not
+    run). For cron or any scheduler."""
+    from features.cli import load_or_exit
+    from features.datasets import folder_fingerprint
+    from features.io import ContractError
+    from monitoring import retrain as r
+    from training.evaluate import TooFewRows, read_oracle
+    from training.pipeline import all_targets, run_target, training_datasets
+    from training.tracking import MIDWAY_FAULTS, StoreUnavailable, open_store, store_problem
+
+    settings = get_settings()
+    try:
+        fingerprint = folder_fingerprint(data_dir)
+    except ContractError as err:
+        fail(f"cannot retrain on {data_dir}", err)
+    verdict = _json(r.verdict_file(settings))
+    reason = r.why_not(fingerprint, r.last_run(settings), when, verdict, force)
+    run = r.Retrained(fingerprint)
+    if reason:
+        run.reason = reason
+        console.print(run.line(), highlight=False, soft_wrap=True)
+        return
+    datasets = training_datasets(data_dir, settings, all_targets("all"), load_or_exit)
+    try:
+        client = open_store(settings)
+    except StoreUnavailable as err:
+        fail("cannot retrain", err)
+    oracle = read_oracle(data_dir)
+    for name, ds in datasets.items():
+        if isinstance(ds, str):
+            run.models[name] = f"skipped ({ds})"
+            continue
+        try:
+            outcome = run_target(ds, settings, oracle, str(data_dir), True, client)
+        except TooFewRows as err:
+            fail(f"cannot retrain {name}", err)
+        except MIDWAY_FAULTS as err:
+            fail(f"cannot retrain {name}", store_problem(settings.tracking_uri, err))
+        run.models[name] = outcome.skipped or r.told(outcome.decision)
+        if outcome.decision is not None and outcome.decision.promoted:
+            run.promoted.append(name)
+    run.trained = True
+    if run.promoted and url:
+        reloaded, run.reload = r.ask_reload(url, settings)
+        run.status = r.DONE if reloaded else r.NOT_TOLD
+    elif run.promoted:
+        run.reload = "no --url: it takes the new champions at its next poll"
+    else:
+        run.reload = "nothing to reload"
+    r.remember(settings, run)
+    console.print(run.line(), highlight=False, soft_wrap=True)
+    raise typer.Exit(run.status)
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
