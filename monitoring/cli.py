@@ -71,6 +71,7 @@ def monitor(
     runs = log_runs(table, pooled, settings, data_dir, at) if mlflow_runs and not table.empty else {}
     said = verdict(judged, known, min_rows, at)
     verdict_file(settings).write_text(json.dumps(said, indent=2, default=str) + "\n")
+    summary_file(settings).write_text(json.dumps(board_summary(pooled, said, len(predictions), at), default=str))
     summary(
         "monitor",
         {
@@ -85,6 +86,31 @@ def monitor(
     )
     for line in headline_lines(pooled):
         console.print(line, highlight=False)
+
+
+def summary_file(settings: Settings) -> Path:
+    """What the board shows of the monitor (``GET /v1/monitor/summary``)."""
+    return settings.monitor_page.parent / "summary.json"
+
+
+def board_summary(pooled: pd.DataFrame, said: dict, logged: int, at: pd.Timestamp) -> dict:
+    """Per model, each version's judged rows and metrics beside the reference class's (no curves), and the
+    verdict."""
+    from features.targets import TARGETS
+
+    models: dict[str, list[dict]] = {}
+    for _, line in pooled.iterrows():
+        kind = TARGETS[line["model"]].kind
+        shown = {m: line.get(m) for base in SHOWN[kind] for m in (base, f"reference.{base}")}
+        models.setdefault(line["model"], []).append(
+            {
+                "version": str(line["model_version"]),
+                "rows": int(line["rows"]),
+                "weeks": int(line["weeks"]),
+                "metrics": {m: (None if v is None or pd.isna(v) else float(v)) for m, v in shown.items()},
+            }
+        )
+    return {"outcomes_known_by": str(at), "predictions_logged": logged, "models": models, "verdict": said}
 
 
 RECENT_WEEKS = 4  # the verdict judges the latest weeks of predictions whose outcomes are known

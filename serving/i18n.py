@@ -316,6 +316,15 @@ UI: dict[str, dict[str, str]] = {
             "and whether its probabilities mean what they say"
         ),
         "accuracy_link_title": "how accurate is this? {model}: test metrics and calibration",
+        "held_up": "how its predictions held up",
+        "held_up_explain": (
+            "the predictions the service made, judged by the outcomes known by {when}, beside the reference class "
+            "on the same milestones"
+        ),
+        "held_up_none": "not judged yet: run eqsms monitor on a new export",
+        "held_up_version": "v{version}: {rows} judged over {weeks} weeks",
+        "reference_class": "reference class",
+        "monitor_flag": "flagged for retraining",
         "version_alias": "v{version} @{alias}",
         "trained_on": "trained {when}",
         "test_window": "{n} test rows, {from} → {to}",
@@ -550,6 +559,12 @@ UI: dict[str, dict[str, str]] = {
         "result_conditional": "有条件通过",
         "accuracy_explain": "看板上每个数字有多可靠：冠军模型在未见过的测试数据上的指标，以及其概率是否名副其实",
         "accuracy_link_title": "准确度如何？{model}：测试指标与校准曲线",
+        "held_up": "预测的实际表现",
+        "held_up_explain": "服务做出的预测，按截至 {when} 已知的结果评判，并与同一批节点上的参考类预测对比",
+        "held_up_none": "尚未评判：请对新的导出数据运行 eqsms monitor",
+        "held_up_version": "版本 {version}：{weeks} 周内评判 {rows} 条",
+        "reference_class": "参考类",
+        "monitor_flag": "已标记需重新训练",
         "version_alias": "版本 {version} @{alias}",
         "trained_on": "训练于 {when}",
         "test_window": "{n} 条测试数据，{from} → {to}",

@@ -264,6 +264,17 @@ def monitor_get() -> Response:
         return error_response("monitor", "no monitor page yet: run `eqsms monitor DATA_DIR` on a new export", 404)
 
 
+@v1_get.get("/monitor/summary", summary="how the predictions held up, for the board")
+def monitor_summary_get() -> Response:
+    """The latest `eqsms monitor`'s figures: per model and version, the predictions judged and their metrics beside
+    the reference class's, and the verdict. 404: none yet."""
+    path = _service().settings.monitor_page.parent / "summary.json"
+    try:
+        return Response(path.read_bytes(), media_type="application/json")
+    except OSError:
+        return error_response("monitor", "no monitor figures yet: run `eqsms monitor DATA_DIR` on a new export", 404)
+
+
 @v1_get.get("/ui/strings", summary="the board's words in a language")
 def ui_strings_get(request: Request, lang: LangQuery = None) -> dict[str, str]:
     """Every text of the risk board, key -> text, in English or Simplified Chinese."""

@@ -337,6 +337,42 @@ def test_a_project_id_with_markup_shows_as_text_and_runs_nothing(chromium, champ
 
 
 # ---------------------------------------------------------------------------------------------------- the files
+def test_the_accuracy_view_shows_how_the_predictions_held_up(board, champions):
+    """`eqsms monitor`'s figures (GET /v1/monitor/summary) beside the test metrics: each version's judged rows, the
+    model and the reference class metric by metric, the verdict's flag; none yet: said so."""
+    folder = champions.settings.monitor_page.parent
+    summary = folder / "summary.json"
+    summary.unlink(missing_ok=True)
+    board.open("#/accuracy/defect_risk")
+    board.page.wait_for_selector("section.held-up")
+    assert "eqsms monitor" in board.page.locator("section.held-up").inner_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = {"roc_auc": 0.71, "reference.roc_auc": 0.6, "ece": 0.04, "reference.ece": 0.02}
+    summary.write_text(
+        json.dumps(
+            {
+                "outcomes_known_by": "2024-01-07 00:00:00",
+                "predictions_logged": 900,
+                "models": {"defect_risk": [{"version": "3", "rows": 812, "weeks": 9, "metrics": metrics}]},
+                "verdict": {"flagged": True, "reasons": ["defect_risk v3: roc_auc worse than the reference class"]},
+            }
+        )
+    )
+    try:
+        page = board.page
+        page.reload()  # the same address: a new load, which asks for the figures again
+        page.wait_for_selector("section.held-up table.held-up-metrics")
+        rows = page.locator("table.held-up-metrics tbody tr")
+        assert rows.count() == 2
+        auc = page.locator("table.held-up-metrics tr[data-metric='roc_auc'] td").all_inner_texts()
+        assert auc == ["0.710", "0.600"]
+        text = page.locator("section.held-up").inner_text()
+        assert "812" in text and "roc_auc worse than the reference class" in text
+        board.shot("held-up")
+    finally:
+        summary.unlink()
+
+
 def board_keys() -> set[str]:
     """The words the board's scripts ask for by name (``T("key")``, ``t``, ``tOr``, a column's ``label``), and those
     it builds from the values it knows it meets (levels, departments, horizon bands)."""

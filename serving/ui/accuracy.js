@@ -4,6 +4,7 @@ import { reliabilityChart, shareBar } from "./charts.js";
 import { el, replace, route } from "./dom.js";
 import { capital, T, t, tOr } from "./i18n.js";
 import { date, dateTime, errorBox, loading, modelName, num, pct } from "./format.js";
+import { get } from "./api.js";
 import { loadModels } from "./store.js";
 
 const PERCENT = new Set(["coverage", "positive_rate", "precision_top10"]);
@@ -146,11 +147,55 @@ function modelPanel(model) {
   );
 }
 
+/** How the champion's logged predictions held up (`eqsms monitor`'s figures), or why there are none yet. */
+function heldUp(summary, name) {
+  const versions = summary && summary.models ? summary.models[name] || [] : [];
+  if (versions.length === 0) return el("section", { class: "held-up" }, el("h4", null, T("held_up")), el("p", { class: "muted small" }, T("held_up_none")));
+  const flags = ((summary.verdict || {}).reasons || []).filter((r) => r.startsWith(`${name} `));
+  return el(
+    "section",
+    { class: "held-up", data: { model: name } },
+    el("h4", null, T("held_up")),
+    el("p", { class: "muted small" }, T("held_up_explain", { when: dateTime(summary.outcomes_known_by) })),
+    flags.map((f) => el("p", { class: "level-high small" }, `${T("monitor_flag")}: ${f}`)),
+    versions.map((v) =>
+      el(
+        "div",
+        { class: "table-wrap" },
+        el("p", { class: "small" }, T("held_up_version", { version: v.version, rows: num(v.rows), weeks: num(v.weeks) })),
+        el(
+          "table",
+          { class: "compact held-up-metrics" },
+          el("thead", null, el("tr", null, el("th", null, ""), el("th", { class: "num" }, modelName(name)), el("th", { class: "num" }, T("reference_class")))),
+          el("tbody", null, Object.keys(v.metrics).filter((m) => !m.startsWith("reference.")).map((m) =>
+            el(
+              "tr",
+              { data: { metric: m } },
+              el("th", { scope: "row" }, capital(tOr(`metric_${m}`, m))),
+              el("td", { class: "num" }, metricValue(m, v.metrics[m])),
+              el("td", { class: "num" }, metricValue(m, v.metrics[`reference.${m}`])),
+            ),
+          )),
+        ),
+      ),
+    ),
+  );
+}
+
+async function monitorSummary() {
+  try {
+    return await get("monitor/summary");
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+}
+
 export async function accuracyView(root, name) {
   replace(root, loading());
-  let models;
+  let models, summary;
   try {
-    models = await loadModels();
+    [models, summary] = await Promise.all([loadModels(), monitorSummary()]);
   } catch (err) {
     replace(root, errorBox(err));
     return;
@@ -170,6 +215,7 @@ export async function accuracyView(root, name) {
       ),
       name && !models[name] ? errorBox(new Error(T("unknown_model", { name }))) : null,
       chosen ? modelPanel(models[chosen]) : el("p", { class: "muted" }, T("no_data")),
+      chosen ? heldUp(summary, chosen) : null,
     ),
   );
 }
