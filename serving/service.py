@@ -264,6 +264,13 @@ def monitor_get() -> Response:
         return error_response("monitor", "no monitor page yet: run `eqsms monitor DATA_DIR` on a new export", 404)
 
 
+@v1_get.get("/feedback", summary="the planners' notes and overrides about a project's predictions")
+def feedback_get(project_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]) -> Response:
+    """Every note and override recorded against the project's predictions (POST /v1/feedback), newest first. 404:
+    an unknown project."""
+    return _service().feedback_of(project_id)
+
+
 @v1_get.get("/monitor/summary", summary="how the predictions held up, for the board")
 def monitor_summary_get() -> Response:
     """The latest `eqsms monitor`'s figures: per model and version, the predictions judged and their metrics beside
@@ -628,6 +635,16 @@ class RiskService:
             )
 
         return answer(compute, fields={"milestone_ids": "milestone_id"})  # the engine checks milestones as a list
+
+    def feedback_of(self, project_id: str) -> Response:
+        try:
+            self.holder.current.engine.check_projects([project_id])
+        except RequestError as err:
+            return error_response(err.field, err.message, err.status)
+        kept = self.log.feedback(project_id=project_id).sort_values("at", ascending=False)
+        columns = ["id", "at", "model", "milestone_id", "kind", "note", "corrected_level", "outcome_label", "author"]
+        items = json.loads(kept[columns].to_json(orient="records", date_format="iso")) if len(kept) else []
+        return JSONResponse({"project_id": project_id, "items": items})
 
     @bentoml.api(route="/v1/models")
     def models(self) -> schemas.ModelsResponse:

@@ -373,6 +373,30 @@ def test_the_accuracy_view_shows_how_the_predictions_held_up(board, champions):
         summary.unlink()
 
 
+def test_a_planner_records_a_note_from_the_project_page(board, portfolio, server):
+    """The project page's notes card: a note with a corrected level saved from the form is listed at once, as an
+    override, and the API holds it."""
+    project = project_with_milestone(portfolio)
+    board.open(f"#/project/{project['project_id']}")
+    page = board.page
+    page.wait_for_selector("section.feedback form.feedback-form")
+    page.select_option("form.feedback-form select[name='model']", "defect_risk")
+    page.select_option("form.feedback-form select[name='milestone_id']", project["next"]["milestone_id"])
+    page.select_option("form.feedback-form select[name='corrected_level']", "low")
+    note = "We disagree: the <b>subcontractor</b> was replaced"
+    page.fill("form.feedback-form textarea", note)
+    page.click("form.feedback-form button[type='submit']")
+    page.wait_for_selector("li.feedback-item.override")
+    assert page.locator("li.feedback-item.override .feedback-note").first.inner_text() == note  # text, not markup
+    kept = server.get(f"/v1/feedback?project_id={project['project_id']}")["items"][0]
+    assert (kept["note"], kept["corrected_level"], kept["milestone_id"]) == (
+        note,
+        "low",
+        project["next"]["milestone_id"],
+    )
+    board.shot("feedback")
+
+
 def board_keys() -> set[str]:
     """The words the board's scripts ask for by name (``T("key")``, ``t``, ``tOr``, a column's ``label``), and those
     it builds from the values it knows it meets (levels, departments, horizon bands)."""

@@ -22,6 +22,7 @@ import {
   signed,
 } from "./format.js";
 import { asOf, levelOf, loadPortfolio } from "./store.js";
+import { feedbackCard } from "./feedback.js";
 
 // ----------------------------------------------------------------------------------------------- risks
 function bigProbability(model, risk) {
@@ -368,6 +369,7 @@ export async function projectView(root, projectId) {
   const side = el("div", { class: "side" });
   const trend = el("div", null, loading());
   const facts = el("div", null, loading());
+  const notes = el("div");
   replace(
     root,
     el(
@@ -378,6 +380,7 @@ export async function projectView(root, projectId) {
       el("div", { class: "project-top" }, el("div", { class: "main-col" }, el("h2", null, T("open_milestones")), milestones), side),
       el("section", { class: "card" }, el("h2", null, T("trend")), trend),
       el("section", { class: "card" }, el("h2", null, T("facts")), facts),
+      notes,
     ),
   );
 
@@ -389,6 +392,7 @@ export async function projectView(root, projectId) {
     const cards = answer.milestones.map((m) => milestoneCard(projectId, m, when, row, snapshot));
     replace(milestones, cards.length ? cards : el("p", { class: "muted" }, T("no_open_milestones_now")));
     replace(side, churnCard(answer.churn, answer.client_id));
+    replace(notes, feedbackCard(projectId, answer.milestones.map((m) => m.milestone_id)));
   });
   risk.catch((err) => replace(milestones, errorBox(err)));
   post("trend", { project_id: projectId, as_of: when, weeks: 12 })
