@@ -1,15 +1,17 @@
-"""The `training` stage's commands: train, promote."""
+"""The `training` stage's commands: train, promote, history, rollback."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from eqsms.cli_kit import DEBUG, console, fail, one_of, print_table, progress, summary, took, where
@@ -228,3 +230,76 @@ def promote_cmd(
     client = configure(settings)
     for name in all_targets(model):
         console.print(promote(client, name, settings.promotion_tolerance, settings.baseline_tolerance).summary())
+
+
+@app.command("history")
+def history_cmd(
+    model: Annotated[
+        str | None, typer.Argument(help="a registered model (default: every model): its moves only")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the records as JSON, newest first")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="the newest moves only, this many (default: all)")] = None,
+) -> None:
+    """Every move of @champion, newest first: when, from and to which version, why, the gate's values and who."""
+    from training.history import history, is_registered
+    from training.tracking import MIDWAY_FAULTS, configure, store_problem
+
+    settings = get_settings()
+    client = configure(settings)
+    try:
+        records = history(client, model, limit)
+        if model and not records and not is_registered(client, model):
+            fail(f"no history of {model}", "no registered model of that name (`eqsms history` lists every model's)")
+    except MIDWAY_FAULTS as err:
+        fail("cannot read the champion history", store_problem(settings.tracking_uri, err))
+    if as_json:
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        return
+    store = _absolute(settings.tracking_uri)
+    if not records:
+        console.print(f"no move of @champion recorded{f' for {model}' if model else ''} in {store}", highlight=False)
+        return
+    table = RichTable(title=f"@champion moves, newest first ({store})")
+    for col in ("time (UTC)", "model", "move", "action", "reason", "gate metric", "moved by", "applied"):
+        table.add_column(col, no_wrap=col not in ("reason", "moved by", "applied"))  # those wrap, if any must
+    for r in records:
+        table.add_row(*(escape(cell) for cell in _history_row(r)))
+    print_table(table)
+
+
+def _history_row(r: dict) -> list[str]:
+    move = f"v{r['from']} → v{r['to']}" if r["from"] else f"v{r['to']}"
+    new, old = r["values"]["challenger"], r["values"]["champion"]
+    metric = "-"
+    if new is not None:
+        metric = f"{r['metric']} {new:.4f}" + (f" vs {old:.4f}" if old is not None else "")
+    applied = "yes" if r["applied"] else "no: the alias never moved"
+    if r["applied"] and r["status"] != "done":
+        applied = f"yes (record {r['status']})"
+    time_ = r["time"].replace("T", " ")[:19]
+    return [time_, r["model"], move, r["action"], r["reason"], metric, r["moved_by"], applied]
+
+
+@app.command("rollback")
+def rollback_cmd(
+    model: Annotated[str, typer.Argument(help=f"{', '.join(TARGETS)} or a prepared table's registry name")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="this version (one that was champion, or passed the gate) instead of the one before"),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="why, for the history (default: where it went back to)")] = "",
+) -> None:
+    """Move @champion back to the champion before it (or --to a version that was champion), recorded in the
+    history. No metric is judged again; only a version that was champion or passed the gate is gone back to."""
+    from training.history import rollback
+    from training.tracking import MIDWAY_FAULTS, configure, store_problem
+
+    settings = get_settings()
+    client = configure(settings)
+    try:
+        done = rollback(client, model, to, reason)
+    except MIDWAY_FAULTS as err:
+        fail(f"cannot roll back {model}", store_problem(settings.tracking_uri, err))
+    if not done.moved:
+        fail(f"cannot roll back {model}", done.reason)
+    console.print(done.summary(), highlight=False, soft_wrap=True)

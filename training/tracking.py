@@ -373,14 +373,18 @@ class Decision:
         return f"{self.target}: {verb}: {self.reason}{values}"
 
 
-def promote(client: MlflowClient, name: str, tolerance: float, baseline_tolerance: float = 0.0) -> Decision:
+def promote(
+    client: MlflowClient, name: str, tolerance: float, baseline_tolerance: float = 0.0, moved_by: str | None = None
+) -> Decision:
     """Move ``@champion`` to ``@challenger`` if the challenger beats its baselines and is no worse than the champion.
 
     The challenger is judged by the test metric it logged: measured on its test rows by the model fitted before
     them (the registered one is refit on every row, those included). It must be no worse than the reference class
     and the linear baseline on those rows (within ``baseline_tolerance``), the first model too, unless the rows are
     too few to judge by (then it says so). The champion scores the very same rows (logged with the challenger's
-    run). The decision and both values are logged to the challenger's run and set as tags on its version.
+    run). The decision and both values are logged to the challenger's run and set as tags on its version. A move of
+    ``@champion`` is recorded in the champion history first (``training.history``), by ``moved_by`` (default: the
+    user or ``EQSMS_MOVED_BY``, and the command).
     """
     challenger = alias_version(client, name, CHALLENGER)
     champion = alias_version(client, name, CHAMPION)
@@ -411,7 +415,10 @@ def promote(client: MlflowClient, name: str, tolerance: float, baseline_toleranc
         decision = Decision(name, False, refused, challenger, champion, metric, new)
     _record(client, decision)
     if decision.promoted:  # the last write: a gate that fails before it has moved no alias
-        client.set_registered_model_alias(name, CHAMPION, challenger)
+        # In the champion history first (pending), then the alias, then the record marked done (never raising).
+        from training.history import record_promotion
+
+        record_promotion(client, decision, moved_by)
     return decision
 
 
