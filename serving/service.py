@@ -264,8 +264,9 @@ def monitor_get() -> Response:
         return error_response("monitor", "no monitor page yet: run `eqsms monitor DATA_DIR` on a new export", 404)
 
 
-@v1_get.get("/feedback", summary="the planners' notes and overrides about a project's predictions")
-def feedback_get(project_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]) -> Response:
+# Not GET /v1/feedback: BentoML's document keeps one of a mounted app's path and a service API's of the same path.
+@v1_get.get("/notes", summary="the planners' notes and overrides about a project's predictions")
+def notes_get(project_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]) -> Response:
     """Every note and override recorded against the project's predictions (POST /v1/feedback), newest first. 404:
     an unknown project."""
     return _service().feedback_of(project_id)

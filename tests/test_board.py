@@ -388,7 +388,7 @@ def test_a_planner_records_a_note_from_the_project_page(board, portfolio, server
     page.click("form.feedback-form button[type='submit']")
     page.wait_for_selector("li.feedback-item.override")
     assert page.locator("li.feedback-item.override .feedback-note").first.inner_text() == note  # text, not markup
-    kept = server.get(f"/v1/feedback?project_id={project['project_id']}")["items"][0]
+    kept = server.get(f"/v1/notes?project_id={project['project_id']}")["items"][0]
     assert (kept["note"], kept["corrected_level"], kept["milestone_id"]) == (
         note,
         "low",

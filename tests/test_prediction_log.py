@@ -165,10 +165,10 @@ def test_a_projects_feedback_is_listed_newest_first(http):
     body = {"project_id": PROJECT, "milestone_id": AHEAD, "model": "delay", "note": "crane booked late"}
     first = http.post("/v1/feedback", json=body).json()["id"]
     second = http.post("/v1/feedback", json={**body, "note": "crane on site", "corrected_level": "low"}).json()["id"]
-    listed = http.get("/v1/feedback", params={"project_id": PROJECT}).json()["items"]
+    listed = http.get("/v1/notes", params={"project_id": PROJECT}).json()["items"]
     ids = [item["id"] for item in listed]
     assert ids.index(second) < ids.index(first)
     newest = listed[ids.index(second)]
     assert newest["kind"] == "override" and newest["corrected_level"] == "low" and newest["milestone_id"] == AHEAD
-    unknown = http.get("/v1/feedback", params={"project_id": "P99999"})
+    unknown = http.get("/v1/notes", params={"project_id": "P99999"})
     assert unknown.status_code == 404 and unknown.json()["field"] == "project_id"

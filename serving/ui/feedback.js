@@ -1,4 +1,4 @@
-// Planners' notes and overrides about a project's predictions: listed newest first (GET /v1/feedback) and recorded
+// Planners' notes and overrides about a project's predictions: listed newest first (GET /v1/notes) and recorded
 // from a small form (POST /v1/feedback). They sit beside the predictions in the prediction log.
 
 import { get, post } from "./api.js";
@@ -61,7 +61,7 @@ function form(projectId, milestones, onSaved) {
 export function feedbackCard(projectId, milestones) {
   const list = el("div", null, loading());
   const refresh = () =>
-    get("feedback", { project_id: projectId })
+    get("notes", { project_id: projectId })
       .then((answer) =>
         replace(list, answer.items.length ? el("ul", { class: "feedback-list" }, answer.items.map(itemView)) : el("p", { class: "muted small" }, T("feedback_none"))),
       )
