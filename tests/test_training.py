@@ -129,6 +129,8 @@ def test_gate_rejects_a_worse_challenger_and_promotes_a_better_one(tmp_path, dat
     assert first.decision.promoted
     better = run_target(ds, settings, None, "test", True, client)
     assert better.decision.promoted and better.decision.challenger_value > better.decision.champion_value
+    # The same rows: the stump, refit on every row, learned from all of them; it is judged on its own test rows.
+    assert "its own test rows" in better.decision.reason
     worse = run_target(ds, stump, None, "test", True, client, force=True)  # what the first run learned, again
     assert not worse.decision.promoted
     assert worse.decision.challenger_value < worse.decision.champion_value
@@ -360,3 +362,17 @@ def test_mlflow_reads_as_a_data_scientist_meets_it(trained):
     tracking._record(client, d)
     said = client.get_model_version("defect_risk", d.challenger).description
     assert said.count("**Promotion gate**") == 1 and "Data window" in said
+
+
+def test_a_champion_is_judged_on_rows_it_never_learned_from():
+    from types import SimpleNamespace
+
+    windows = {
+        "train": ["2020-01-01", "2021-12-31"],
+        "calibration": ["2022-01-01", "2022-06-30"],
+        "test": ["2022-07-01", "2022-12-31"],
+    }
+    assert tracking.seen_until(SimpleNamespace(meta={"windows": windows, "refit": {}})) == pd.Timestamp("2022-12-31")
+    assert tracking.seen_until(SimpleNamespace(meta={"windows": windows})) == pd.Timestamp("2022-06-30")
+    numbered = {"test": ["201901", "202052"]}  # a prepared table ordered by year-week: no time to compare
+    assert tracking.seen_until(SimpleNamespace(meta={"windows": numbered})) is None

@@ -381,8 +381,9 @@ def promote(
     The challenger is judged by the test metric it logged: measured on its test rows by the model fitted before
     them (the registered one is refit on every row, those included). It must be no worse than the reference class
     and the linear baseline on those rows (within ``baseline_tolerance``), the first model too, unless the rows are
-    too few to judge by (then it says so). The champion scores the very same rows (logged with the challenger's
-    run). The decision and both values are logged to the challenger's run and set as tags on its version. A move of
+    too few to judge by (then it says so). The champion is judged on rows it never learned from
+    (:func:`champion_metric`): the challenger's test rows after its own data, else its own logged test metric. The
+    decision and both values are logged to the challenger's run and set as tags on its version. A move of
     ``@champion`` is recorded in the champion history first (``training.history``), by ``moved_by`` (default: the
     user or ``EQSMS_MOVED_BY``, and the command).
     """
@@ -407,10 +408,10 @@ def promote(
             reason = "first model" + (f" ({few[0]}; not judged against the baselines)" if few else "")
             decision = Decision(name, True, reason, challenger, None, metric, new)
         else:
-            old = gate_metric(load_bundle(f"models:/{name}/{champion}"), rows)
+            old, basis = champion_metric(client, name, champion, spec, rows)
             better = _no_worse(new, old, metric, tolerance)
-            reason = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
-            decision = Decision(name, better, reason, challenger, champion, metric, new, old)
+            said = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
+            decision = Decision(name, better, f"{said} ({basis})", challenger, champion, metric, new, old)
     else:
         decision = Decision(name, False, refused, challenger, champion, metric, new)
     _record(client, decision)
@@ -420,6 +421,32 @@ def promote(
 
         record_promotion(client, decision, moved_by)
     return decision
+
+
+def seen_until(bundle: ModelBundle) -> pd.Timestamp | None:
+    """The latest ``as_of`` a registered model learned from: the end of its test window when it was refit on every
+    row (``refit_on_all_rows``), else of its calibration window; None when its windows are not dates."""
+    windows = bundle.meta.get("windows", {})
+    span = windows.get("test" if "refit" in bundle.meta else "calibration")
+    if not span or not re.match(r"\d{4}-\d{2}-\d{2}", str(span[1])):
+        return None  # a prepared table ordered by a number (a row number, a year-week): no time to compare
+    return pd.Timestamp(span[1])
+
+
+def champion_metric(client: MlflowClient, name: str, champion: str, spec, rows: pd.DataFrame) -> tuple[float, str]:
+    """The champion's headline metric on rows it never learned from, and on which rows, in words: the challenger's
+    test rows after the champion's data (a champion refit on every row has seen the older ones, and would look
+    better than it is on them); when those are too few to judge by, its own logged test metric, measured on rows it
+    had not seen when it was trained."""
+    bundle = load_bundle(f"models:/{name}/{champion}")
+    until = seen_until(bundle)
+    fresh = rows if until is None else rows[pd.to_datetime(rows["as_of"]) > until]
+    if not too_few_to_judge(spec, fresh):
+        return gate_metric(bundle, fresh), f"{len(fresh):,} of the challenger's test rows it never learned from"
+    logged = client.get_run(client.get_model_version(name, champion).run_id).data.metrics.get(f"model.{spec.headline}")
+    if logged is not None:
+        return logged, "its own test rows: too few of the challenger's are new to it"
+    return gate_metric(bundle, rows), "the challenger's test rows, some of which it learned from"
 
 
 def _no_worse(new: float, old: float, metric: str, tolerance: float) -> bool:
