@@ -272,6 +272,16 @@ def notes_get(project_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_L
     return _service().feedback_of(project_id)
 
 
+@v1_get.get("/history", summary="every move of @champion: when, from which version to which, why, by whom")
+def history_get(
+    model: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, description="defect_risk, delay or churn")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="the newest moves at most")] = 50,
+) -> Response:
+    """The champion history the gate and `eqsms rollback` record in the MLflow store, newest first (empty when the
+    service runs from a bento, which carries no store). 400: an unknown model."""
+    return _service().history(model, limit)
+
+
 @v1_get.get("/monitor/summary", summary="how the predictions held up, for the board")
 def monitor_summary_get() -> Response:
     """The latest `eqsms monitor`'s figures: per model and version, the predictions judged and their metrics beside
@@ -636,6 +646,21 @@ class RiskService:
             )
 
         return answer(compute, fields={"milestone_ids": "milestone_id"})  # the engine checks milestones as a list
+
+    def history(self, model: str | None, limit: int) -> Response:
+        if model is not None and model not in schemas.MODELS:
+            return error_response("model", f"{shown(model)} is not one of {', '.join(schemas.MODELS)}")
+        if RiskService.bento is not None:
+            return JSONResponse({"moves": [], "note": "served from a bento: its models carry no champion history"})
+        from training.history import history
+        from training.tracking import configure
+
+        try:
+            moves = history(configure(self.settings), model, limit)
+        except Exception as err:  # noqa: BLE001 - a store that cannot be read now costs the history, not the service
+            logger.warning("EQSMS Risk: the champion history cannot be read: %s", str(err).splitlines()[0][:200])
+            return JSONResponse({"moves": [], "note": "the MLflow store cannot be read now"})
+        return JSONResponse({"moves": moves})
 
     def feedback_of(self, project_id: str) -> Response:
         try:

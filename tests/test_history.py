@@ -204,3 +204,16 @@ def test_a_move_whose_alias_did_not_move_is_not_applied(client, monkeypatch):
     one_line(eqsms("rollback", MODEL), 0, "from v2 to v1")
     newest = history(client)[0]
     assert (newest["to"], newest["status"], newest["applied"]) == ("1", "pending", True)
+
+
+def test_the_service_lists_the_champion_history(http):
+    """GET /v1/history: the champions' moves the gate recorded (the session's first models), newest first; an
+    unknown model is a 400 naming it."""
+    moves = http.get("/v1/history").json()["moves"]
+    firsts = {m["model"] for m in moves if m["action"] == "first model" and m["applied"]}
+    assert firsts == {"defect_risk", "delay", "churn"}
+    assert [m["time"] for m in moves] == sorted((m["time"] for m in moves), reverse=True)
+    one = http.get("/v1/history", params={"model": "churn"}).json()["moves"]
+    assert one and {m["model"] for m in one} == {"churn"}
+    refused = http.get("/v1/history", params={"model": "nonsense"})
+    assert refused.status_code == 400 and refused.json()["field"] == "model"

@@ -182,6 +182,40 @@ function heldUp(summary, name) {
   );
 }
 
+/** The model's @champion moves, newest first (GET /v1/history). */
+function historyList(moves, name) {
+  const mine = (moves || []).filter((m) => m.model === name);
+  if (mine.length === 0) return null;
+  return el(
+    "section",
+    { class: "champion-history", data: { model: name } },
+    el("h4", null, T("champion_history")),
+    el(
+      "table",
+      { class: "compact history" },
+      el("tbody", null, mine.map((m) =>
+        el(
+          "tr",
+          { class: m.applied ? null : "muted", data: { action: m.action } },
+          el("td", null, dateTime(m.time)),
+          el("td", null, m.from ? `v${m.from} → v${m.to}` : `v${m.to}`),
+          el("td", null, tOr(`move_${m.action.replace(/ /g, "_")}`, m.action)),
+          el("td", { class: "small" }, m.reason),
+          el("td", { class: "small muted" }, m.moved_by),
+        ),
+      )),
+    ),
+  );
+}
+
+async function championMoves() {
+  try {
+    return (await get("history")).moves;
+  } catch {
+    return [];
+  }
+}
+
 async function monitorSummary() {
   try {
     return await get("monitor/summary");
@@ -193,9 +227,9 @@ async function monitorSummary() {
 
 export async function accuracyView(root, name) {
   replace(root, loading());
-  let models, summary;
+  let models, summary, moves;
   try {
-    [models, summary] = await Promise.all([loadModels(), monitorSummary()]);
+    [models, summary, moves] = await Promise.all([loadModels(), monitorSummary(), championMoves()]);
   } catch (err) {
     replace(root, errorBox(err));
     return;
@@ -216,6 +250,7 @@ export async function accuracyView(root, name) {
       name && !models[name] ? errorBox(new Error(T("unknown_model", { name }))) : null,
       chosen ? modelPanel(models[chosen]) : el("p", { class: "muted" }, T("no_data")),
       chosen ? heldUp(summary, chosen) : null,
+      chosen ? historyList(moves, chosen) : null,
     ),
   );
 }
