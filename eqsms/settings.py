@@ -136,6 +136,11 @@ class TrainingSettings(BaseSettings):
     )
     tune_trials: int = Field(100, gt=0, description="`eqsms train --tune`: at most this many trials a model")
     promotion_tolerance: float = Field(0.005, ge=0, description="a challenger may be this much worse and still win")
+    moved_by: str | None = Field(
+        None,
+        description="who moves @champion, as the champion history records it (EQSMS_MOVED_BY=alice); default: the "
+        "OS user@host; the command is added either way",
+    )
     baseline_tolerance: float = Field(
         0.0, ge=0, description="the gate refuses a challenger worse than the reference class or the linear baseline"
     )

@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import logging
-import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ from mlflow.exceptions import MlflowException
 from training.tracking import CHAMPION, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, alias_version
 
 EXPERIMENT = "eqsms-champion-history"
-MOVED_BY = "EQSMS_MOVED_BY"  # who moves @champion, as the history records it; else the OS user@host
 FIRST_MODEL, PROMOTED, ROLLED_BACK = "first model", "promoted", "rolled back"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 _STATUS = {"RUNNING": PENDING, "FINISHED": DONE, "FAILED": FAILED, "KILLED": FAILED, "SCHEDULED": PENDING}
@@ -52,9 +50,12 @@ _log = logging.getLogger(__name__)
 
 
 def mover(command: str | None = None) -> str:
-    """Who or what moves ``@champion``: ``EQSMS_MOVED_BY`` or the OS ``user@host``, and the command in brackets
-    (given, or the process's command line: ``eqsms train data --model churn --promote``, ``eqsms rollback churn``)."""
-    who = os.environ.get(MOVED_BY, "").strip() or _user_at_host()
+    """Who or what moves ``@champion``: ``moved_by`` in settings (``EQSMS_MOVED_BY``) or the OS ``user@host``, and
+    the command in brackets (given, or the process's command line: ``eqsms train data --model churn --promote``,
+    ``eqsms rollback churn``)."""
+    from eqsms.settings import get_settings
+
+    who = (get_settings().moved_by or "").strip() or _user_at_host()
     return f"{who} ({command or _command()})"
 
 
