@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from eqsms.settings import get_settings
 from features.contract import TABLES, Error, Kind
 from world import generate_world, simulate_world
+from world.shift import DEFAULT_SIZE, KINDS, Shift
 
 DAY = pd.Timedelta(days=1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,6 +323,118 @@ def _churn_labels(world, window_days: int) -> pd.Series:
     complete = p["actual_end"] + window <= world.snapshot
     churned = ~((next_award > p["actual_end"]) & (next_award <= p["actual_end"] + window))
     return churned[complete].astype(float).set_axis(p.loc[complete, "project_id"])
+
+
+# --- a shift from a date (world.shift) ---------------------------------------------------------------------------
+
+SHIFT_FROM = "2021-06-01"
+SHIFT_TIMES = {  # each table's own time: a row before the shift's date is a fact from before it
+    "projects": "awarded_on",
+    "milestones": "actual_date",
+    "inspections": "inspected_at",
+    "resources": "week_start",
+    "complaints": "received_at",
+    "surveys": "surveyed_at",
+}
+
+
+@pytest.fixture(scope="module")
+def shifted(settings):
+    """The module's world (1,000 projects, seed 11) with each kind of shift from SHIFT_FROM, at its default size."""
+    return {kind: simulate_world(1000, seed=11, settings=settings, shift=Shift(kind, SHIFT_FROM)) for kind in KINDS}
+
+
+def _split(frame: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    before = frame[column] < pd.Timestamp(SHIFT_FROM)
+    return frame[before].reset_index(drop=True), frame[~before & frame[column].notna()].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_shift_changes_nothing_before_its_date(world, shifted, kind):
+    for name, column in SHIFT_TIMES.items():
+        pd.testing.assert_frame_equal(
+            _split(shifted[kind].tables[name], column)[0], _split(world.tables[name], column)[0]
+        )
+    # The plans, the schedule and the clients' side are the control's whole: the same seed, the same world.
+    for name in ("projects", "complaints", "surveys"):
+        pd.testing.assert_frame_equal(shifted[kind].tables[name], world.tables[name])
+    columns = ["milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date"]
+    pd.testing.assert_frame_equal(shifted[kind].tables["milestones"][columns], world.tables["milestones"][columns])
+    assert shifted[kind].snapshot == world.snapshot
+
+
+def test_worse_workmanship_fails_more_from_its_date_and_the_oracle_says_so(world, shifted):
+    shift = shifted["workmanship"]
+    rates = {}
+    for name, w in (("control", world), ("shifted", shift)):
+        before, after = _split(w.tables["milestones"], "actual_date")
+        rates[name] = [float((~frame["first_pass_accepted"].astype(bool)).mean()) for frame in (before, after)]
+    assert rates["shifted"][0] == rates["control"][0]
+    assert rates["shifted"][1] > rates["control"][1] + 0.08, rates  # about 0.13 -> 0.30 at 1 sd
+
+    _, control_after = _split(world.tables["inspections"], "inspected_at")
+    _, shifted_after = _split(shift.tables["inspections"], "inspected_at")
+    assert len(shifted_after) == len(control_after)  # the same inspections, finding more
+    assert shifted_after["defects_found"].mean() > 1.5 * control_after["defects_found"].mean()  # exp(0.6) on average
+    assert (shifted_after["result"] == "fail").mean() > (control_after["result"] == "fail").mean() + 0.08
+
+    # The resource weeks from the date take exp(0.08) times the hours for the same earned value (1 sd less
+    # workmanship in the effort), with more overtime, at a higher cost.
+    (_, control_res), (_, shifted_res) = (_split(w.tables["resources"], "week_start") for w in (world, shift))
+    assert (shifted_res["earned_value"] == control_res["earned_value"]).all()
+    ratio = shifted_res["labour_actual_hours"].sum() / control_res["labour_actual_hours"].sum()
+    assert abs(ratio - np.exp(0.08)) < 0.002, ratio
+    assert shifted_res["overtime_hours"].sum() > 1.1 * control_res["overtime_hours"].sum()
+    assert shifted_res["actual_cost"].sum() > control_res["actual_cost"].sum()
+
+    # The oracle holds the shifted truth: higher from the date, the same before it, and still what the labels were
+    # drawn with; delay and churn are not shifted.
+    reached = shift.tables["milestones"].set_index("milestone_id")["actual_date"]
+    truth = {name: _oracle(w, "defect_risk").set_index("row_id")["truth"] for name, w in (("c", world), ("s", shift))}
+    after = (reached.loc[truth["s"].index] >= pd.Timestamp(SHIFT_FROM)).to_numpy()
+    assert (truth["s"][~after] == truth["c"][~after]).all()
+    assert truth["s"][after].mean() > truth["c"][after].mean() + 0.08
+    labels = _oracle(shift, "defect_risk")["label"][after]
+    assert abs(truth["s"][after].mean() - labels.mean()) < 0.03
+    for target in ("delay", "churn"):
+        pd.testing.assert_frame_equal(_oracle(shift, target), _oracle(world, target))
+
+
+def test_missing_resource_reports_go_dark_from_their_date_for_a_share_of_projects(world, shifted):
+    shift = shifted["missing-resources"]
+    (_, control_res), (_, shifted_res) = (_split(w.tables["resources"], "week_start") for w in (world, shift))
+    kept = len(shifted_res) / len(control_res)
+    assert abs(kept - (1 - DEFAULT_SIZE["missing-resources"])) < 0.06, kept
+    # A project that goes dark sends no week from the date; the others send every one.
+    sent = shifted_res.groupby("project_id").size()
+    expected = control_res.groupby("project_id").size()
+    assert (sent == expected.loc[sent.index]).all()
+    for name in TABLES:
+        if name != "resources":
+            pd.testing.assert_frame_equal(shift.tables[name], world.tables[name])
+    pd.testing.assert_frame_equal(shift.oracle, world.oracle)  # nothing that happened changed
+
+
+def test_a_shift_is_checked_and_the_cli_writes_the_shifted_world(tmp_path):
+    from eqsms.cli import app
+
+    with pytest.raises(ValueError, match="not one of"):
+        Shift("weather", SHIFT_FROM)
+    with pytest.raises(ValueError, match="not a date"):
+        Shift("workmanship", "2021-13-01")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Shift("missing-resources", SHIFT_FROM, 1.5)
+    runner = CliRunner()
+    base = ["generate", "--projects", "40", "--seed", "2", "--out", str(tmp_path / "cli")]
+    result = runner.invoke(app, [*base, "--shift", "workmanship", "--shift-from", "2018-06-01", "--shift-size", "2"])
+    assert result.exit_code == 0, result.output
+    generate_world(n_projects=40, seed=2, out_dir=tmp_path / "lib", shift=Shift("workmanship", "2018-06-01", 2.0))
+    for path in sorted((tmp_path / "lib").iterdir()):
+        assert (tmp_path / "cli" / path.name).read_bytes() == path.read_bytes(), path.name
+    alone = runner.invoke(app, [*base, "--shift", "workmanship"])
+    assert alone.exit_code == 2 and "--shift-from" in alone.output
+    unknown = runner.invoke(app, [*base, "--shift", "weather", "--shift-from", "2018-06-01"])
+    assert unknown.exit_code == 2
 
 
 # --- a dirty export -----------------------------------------------------------------------------------------------

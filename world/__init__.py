@@ -1,8 +1,9 @@
 """The synthetic world with a known truth, beside ``features`` (it is not part of the bento).
 
-``simulate`` (hidden traits and everything that happens) -> ``observe`` (the six contract tables and the oracle
-at the snapshot) -> ``faults`` (a dirty export, optional) -> ``write`` (files). The names below are imported when
-first used, so that ``world.cli`` (and with it ``eqsms --help``) does not load numpy, pandas and scikit-learn.
+``simulate`` (hidden traits and everything that happens, with a ``shift`` from a date if asked for) -> ``observe``
+(the six contract tables and the oracle at the snapshot) -> ``faults`` (a dirty export, optional) -> ``write``
+(files). The names below are imported when first used, so that ``world.cli`` (and with it ``eqsms --help``) does
+not load numpy, pandas and scikit-learn.
 """
 
 from __future__ import annotations

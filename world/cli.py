@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from eqsms.cli_kit import one_of, print_table, progress, summary, took, where
+from eqsms.cli_kit import fail, one_of, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
+from world.shift import DEFAULT_SIZE, KINDS, Shift
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -27,14 +28,35 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="random seed; the same seed gives the same world")] = None,
     dirty: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of rows given a realistic fault")] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet", callback=one_of(("csv", "parquet")))] = "csv",
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            help="change the world from --shift-from: " + "; ".join(f"{k}: {v}" for k, v in KINDS.items()),
+            callback=one_of(tuple(KINDS)),
+        ),
+    ] = None,
+    shift_from: Annotated[str | None, typer.Option(help="the shift's first day, YYYY-MM-DD")] = None,
+    shift_size: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="the shift's SIZE; default " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_SIZE.items())
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic world with a known truth (an oracle file) in the raw data contract.
 
     Defaults: <work_dir>/world (the committed sample is rewritten only when --out names it), the settings'
-    generate_projects and generate_seed."""
+    generate_projects and generate_seed. With --shift, the same world (same seed) changed from --shift-from on:
+    the monitor's test (world/shift.py says what each kind changes)."""
     started = time.monotonic()
     from world.write import generate_world
 
+    if (shift is None) != (shift_from is None) or (shift_size is not None and shift is None):
+        fail("cannot generate", "--shift KIND and --shift-from YYYY-MM-DD go together (--shift-size with them)")
+    try:
+        injected = Shift(shift, shift_from, shift_size) if shift else None
+    except ValueError as err:
+        fail("cannot generate", err)
     s = get_settings()
     n_projects, out_dir = projects or s.generate_projects, out or s.work_dir / "world"
     with progress(f"generating {n_projects:,} projects", total=2) as shown:
@@ -46,6 +68,7 @@ def generate(
             dirty=dirty,
             settings=s,
             progress=shown.hook(count=True),
+            shift=injected,
         )
     print_table(report.summary())
     rows = {
@@ -54,5 +77,7 @@ def generate(
     }
     if report.faults:
         rows["faults"] = f"{report.faults:,} (faults.csv)"
+    if injected:
+        rows["shift"] = injected.describe()
     rows |= {"folder": where(out_dir), "files": ", ".join(sorted(f.name for f in report.files)), "time": took(started)}
     summary("generated a synthetic world", rows)

@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from eqsms.settings import Settings, get_settings
 from features.contract import COMPLAINT_CATEGORIES, INSPECTION_RESULTS, MILESTONE_KINDS, TABLES, Kind
+from world.shift import Shift, generator
 from world.simulate import DISCIPLINES, PROJECT_TYPES, REGIONS, Cols, simulate
 
 
@@ -238,12 +239,19 @@ def _observe(sim: dict[str, Cols], n_projects: int, seed: int, *, churn_window: 
     return World(tables, oracle, snapshot_date, n_projects, seed, late_tolerance)
 
 
-def simulate_world(n_projects: int, seed: int, start: str | None = None, settings: Settings | None = None) -> World:
+def simulate_world(
+    n_projects: int,
+    seed: int,
+    start: str | None = None,
+    settings: Settings | None = None,
+    shift: Shift | None = None,
+) -> World:
     """Simulate clients and their project chains until more than ``n_projects`` awards, then cut the snapshot.
 
     The start date (unless ``start`` is given), the churn window and the late tolerance come from ``settings``
     (read when called if none is given): ``generate_start``, ``churn_window_days`` and ``late_tolerance_days``.
-    The same ``(n_projects, seed, start)`` and settings give the same world.
+    The same ``(n_projects, seed, start)`` and settings give the same world; with a ``shift`` (``world.shift``),
+    the same world changed from the shift's start on, the oracle holding the changed truth.
     """
     s = settings or get_settings()
     simulated = simulate(
@@ -252,5 +260,7 @@ def simulate_world(n_projects: int, seed: int, start: str | None = None, setting
         start or s.generate_start,
         churn_window=s.churn_window_days,
         late_tolerance=s.late_tolerance_days,
+        shift=shift,
+        shift_rng=generator(seed) if shift is not None else None,
     )
     return _observe(simulated, n_projects, seed, churn_window=s.churn_window_days, late_tolerance=s.late_tolerance_days)

@@ -30,7 +30,8 @@ Each step is a function of the columns it needs that returns new columns (a ``Co
 (:func:`simulate_generation`) chains them in a fixed order, because they all draw from one random generator and
 the order of the draws is what makes a seed give the same world. :func:`simulate` follows every client chain and
 returns the columns of everything that happened; ``world.observe`` turns them into what a firm would see at the
-snapshot.
+snapshot. A shift from a date (``world.shift``: worse workmanship, resource reports going dark) changes values
+only, drawing from its own random generator, so a world without one is the same world as before shifts existed.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ import math
 
 import numpy as np
 from scipy.special import expit, ndtr
+from scipy.special import logit as log_odds
 
 from features.contract import MILESTONE_KINDS
 from features.pit import EventStream, Probe
+from world.shift import MISSING_RESOURCES, WORKMANSHIP, Shift
 
 PROJECT_TYPES = ("school", "office", "residential", "hospital", "infrastructure")
 REGIONS = ("north", "south", "east", "west", "central")
@@ -124,10 +127,20 @@ def _weighted_choice(rng: np.random.Generator, weights: np.ndarray) -> np.ndarra
 
 def _working_time(rng: np.random.Generator, day: np.ndarray, first_hour: float, hours: float) -> np.ndarray:
     """A time in working hours (5-minute steps) on a weekday: a weekend day moves to a random day of its week."""
+    return _at_working_time(day, _working_time_draws(rng, len(day), hours), first_hour)
+
+
+def _working_time_draws(rng: np.random.Generator, n: int, hours: float) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of :func:`_working_time` for ``n`` days, apart from the days (so they can be placed again)."""
+    return rng.integers(0, 5, n), rng.integers(0, int(hours * 12) + 1, n)
+
+
+def _at_working_time(day: np.ndarray, draws: tuple[np.ndarray, np.ndarray], first_hour: float) -> np.ndarray:
+    """:func:`_working_time` of ``day`` with the given draws (a weekday for a weekend day, the 5-minute step)."""
+    weekday_draw, steps = draws
     day = np.floor(day)
     weekday = (day + 3) % 7  # 0 = Monday (day 0, 1970-01-01, was a Thursday)
-    day = np.where(weekday >= 5, day - weekday + rng.integers(0, 5, len(day)), day)
-    steps = rng.integers(0, int(hours * 12) + 1, len(day))
+    day = np.where(weekday >= 5, day - weekday + weekday_draw, day)
     return day + (first_hour + steps / 12.0) / 24.0
 
 
@@ -288,12 +301,13 @@ def _project_ends(m: Cols) -> Cols:
     return {"actual_end": m["actual"][m["last"]], "final_slip": m["slip"][m["last"]]}
 
 
-def _simulate_inspections(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
-    """A few inspections a month through each segment; findings follow the segment's workmanship and kind.
+def _inspection_draws(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
+    """A few inspections a month through each segment: when, by which discipline, and every random draw of their
+    findings (:func:`_inspection_findings`), kept apart from the segment's quality so that ``world.shift`` can find
+    them again with a worse one from the same draws.
 
-    Defects are Poisson with a mean that rises as workmanship falls and on hard work; the worst severity rises
-    with both and with the number found. A critical finding fails the inspection, a major one fails it or makes it
-    conditional. Defects are closed after a lognormal delay that unresponsive teams stretch; some stay open.
+    The defect count is drawn here, Poisson with a mean (``mean_defects``) that rises as workmanship falls and on
+    hard work.
     """
     pj = m["proj"]
     count = rng.poisson(p["inspections_per_day"][pj] * m["seg_len"])
@@ -303,19 +317,13 @@ def _simulate_inspections(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
     t = _working_time(rng, day, 7.0, 10.0)
     proj = pj[ms]
     q, hard = m["q"][ms], KIND_DIFFICULTY[m["kind"][ms]]
-    defects = rng.poisson(np.exp(-0.1 - 0.6 * q + 0.5 * hard + rng.normal(0.0, 0.3, n)))
-    z = -0.5 * q + 0.4 * hard + 0.25 * np.log1p(defects) + rng.normal(0.0, 0.8, n)
-    severity = np.where(defects > 0, 1 + (z > 0.9) + (z > 1.9), 0)
+    mean_defects = np.exp(-0.1 - 0.6 * q + 0.5 * hard + rng.normal(0.0, 0.3, n))
+    defects = rng.poisson(mean_defects)
+    severity_noise = rng.normal(0.0, 0.8, n)
     u = rng.random(n)
-    fail = (severity == 3) | ((severity == 2) & (u < 0.4))
-    conditional = ~fail & ((severity == 2) | ((severity == 1) & (u < 0.3)))
-    result = np.where(fail, 1, np.where(conditional, 2, 0))  # index into INSPECTION_RESULTS
-    resp = p["responsiveness"][proj]
-    delay = np.exp(np.log(5.0) - 0.45 * resp + 0.15 * np.log1p(defects) + 0.25 * (severity - 1))
-    delay = delay * np.exp(rng.normal(0.0, 0.8, n))
-    never = rng.random(n) < expit(-3.2 - 0.7 * resp)
-    closed_in_hours = np.maximum(_working_time(rng, t + delay, 8.0, 9.0), t + 1 / 24)  # in working hours
-    closed = np.where(defects == 0, t, np.where(never, NEVER, closed_in_hours))
+    closing_noise = rng.normal(0.0, 0.8, n)
+    never = rng.random(n) < expit(-3.2 - 0.7 * p["responsiveness"][proj])
+    closing_weekday, closing_step = _working_time_draws(rng, n, 9.0)
     discipline = np.where(rng.random(n) < 0.75, KIND_DISCIPLINE[m["kind"][ms]], rng.integers(0, 5, n))
     discipline = np.where(rng.random(n) < 0.1, DISCIPLINES.index("safety"), discipline)
     return {
@@ -323,6 +331,45 @@ def _simulate_inspections(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
         "ms": ms,
         "t": t,
         "discipline": discipline,
+        "mean_defects": mean_defects,
+        "defects": defects,
+        "severity_noise": severity_noise,
+        "u": u,
+        "closing_noise": closing_noise,
+        "never": never,
+        "closing_weekday": closing_weekday,
+        "closing_step": closing_step,
+    }
+
+
+def _inspection_findings(p: Cols, m: Cols, d: Cols, q: np.ndarray, extra: np.ndarray | None = None) -> Cols:
+    """The inspections of :func:`_inspection_draws` with the quality ``q`` of the work each saw (and ``extra``
+    defects found beyond the drawn ones, ``world.shift``).
+
+    The worst severity rises as quality falls, on hard work and with the number found. A critical finding fails
+    the inspection, a major one fails it or makes it conditional. Defects are closed after a lognormal delay that
+    unresponsive teams stretch; some stay open.
+    """
+    ms, t = d["ms"], d["t"]
+    hard = KIND_DIFFICULTY[m["kind"][ms]]
+    defects = d["defects"] if extra is None else d["defects"] + extra
+    z = -0.5 * q + 0.4 * hard + 0.25 * np.log1p(defects) + d["severity_noise"]
+    severity = np.where(defects > 0, 1 + (z > 0.9) + (z > 1.9), 0)
+    u = d["u"]
+    fail = (severity == 3) | ((severity == 2) & (u < 0.4))
+    conditional = ~fail & ((severity == 2) | ((severity == 1) & (u < 0.3)))
+    result = np.where(fail, 1, np.where(conditional, 2, 0))  # index into INSPECTION_RESULTS
+    resp = p["responsiveness"][d["proj"]]
+    delay = np.exp(np.log(5.0) - 0.45 * resp + 0.15 * np.log1p(defects) + 0.25 * (severity - 1))
+    delay = delay * np.exp(d["closing_noise"])
+    closing = (d["closing_weekday"], d["closing_step"])
+    closed_in_hours = np.maximum(_at_working_time(t + delay, closing, 8.0), t + 1 / 24)  # in working hours
+    closed = np.where(defects == 0, t, np.where(d["never"], NEVER, closed_in_hours))
+    return {
+        "proj": d["proj"],
+        "ms": ms,
+        "t": t,
+        "discipline": d["discipline"],
         "result": result,
         "defects": defects,
         "severity": severity,
@@ -331,10 +378,18 @@ def _simulate_inspections(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
 
 
 def _acceptance(rng: np.random.Generator, m: Cols, ins: Cols) -> Cols:
-    """First-pass acceptance at each milestone's actual date (new milestone columns).
+    """First-pass acceptance at each milestone's actual date (new milestone columns; ``accept_draw`` is the uniform
+    each was decided by, for ``world.shift``): it fails with the chance of :func:`_failure_chance`."""
+    chance = _failure_chance(m, ins, m["q"], m["overtime"])
+    u = rng.random(len(m["actual"]))
+    return {**chance, "failed": u < chance["p_fail"], "accept_draw": u}
 
-    ``p_fail`` rises as the segment's workmanship falls, with the defects still open, the share of failed
-    inspections and the severe findings of the last 30 days, the overtime share (rework pressure) and the kind.
+
+def _failure_chance(m: Cols, ins: Cols, q: np.ndarray, overtime: np.ndarray) -> Cols:
+    """``p_fail`` of each milestone's first-pass acceptance, and the defects open then (new milestone columns).
+
+    ``p_fail`` rises as the segment's quality ``q`` falls, with the defects still open, the share of failed
+    inspections and the severe findings of the last 30 days, the ``overtime`` share (rework pressure) and the kind.
     What was known at the milestone is counted with ``features.pit`` on the simulation's clock (:func:`_pit_clock`).
     """
     t = m["actual"]
@@ -353,15 +408,14 @@ def _acceptance(rng: np.random.Generator, m: Cols, ins: Cols) -> Cols:
     severe30 = np.minimum(known.total("severe") - known_30_days_ago.total("severe"), 5)
     logit = (
         -3.05
-        - 0.75 * m["q"]
+        - 0.75 * q
         + 0.9 * KIND_DIFFICULTY[m["kind"]]
         + 0.35 * np.log1p(open_defects)
         + 1.0 * fail_share
         + 0.12 * severe30
-        + 6.0 * (m["overtime"] - 0.07)
+        + 6.0 * (overtime - 0.07)
     )
-    p_fail = expit(logit)
-    return {"open_defects": open_defects, "p_fail": p_fail, "failed": rng.random(len(t)) < p_fail}
+    return {"open_defects": open_defects, "p_fail": expit(logit)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -398,14 +452,15 @@ def _value_curve(p: Cols, m: Cols, proj: np.ndarray, query: np.ndarray, *, actua
     return np.interp(proj * float(SPAN) + query, x[order], y[order])
 
 
-def _simulate_resources(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
+def _simulate_resources(rng: np.random.Generator, p: Cols, m: Cols, shift: Shift | None = None) -> Cols:
     """One row a project-week, from the week of the planned start to the week of the handover.
 
     Planned value follows the baseline dates, earned value the actual ones (weekly amounts, not cumulative, with
     week-to-week noise), so a slipping project earns less than planned each week. Hours follow the work done,
     below plan where labour is short; overtime is the segment's rework pressure; late deliveries and downtime are
     the segment's. A week's segment is looked up directly (the milestones reached *by* mid-week, that day
-    included), not counted as a point-in-time aggregate.
+    included), not counted as a point-in-time aggregate. A workmanship ``shift`` lowers the workmanship and the
+    subcontractors' quality of the weeks from its start (more hours, more overtime, a higher cost).
     """
     n = len(p["award"])
     first = p["planned_start"] - ((p["planned_start"] + 3) % 7)  # Monday of the week (day 0 was a Thursday)
@@ -425,14 +480,19 @@ def _simulate_resources(rng: np.random.Generator, p: Cols, m: Cols) -> Cols:
     nw = len(proj)
     hours_per_value = LABOUR_SHARE / LABOUR_RATE
     planned_hours = pv * hours_per_value
-    effort = np.exp(0.05 - 0.08 * p["workmanship"][proj] + rng.normal(0.0, 0.1, nw))
+    workmanship, subcontractors, overtime_share = p["workmanship"][proj], p["subcontractors"][proj], m["overtime"][seg]
+    if shift is not None and shift.kind == WORKMANSHIP:
+        drop = shift.drop(week)
+        workmanship, subcontractors = workmanship - drop, subcontractors - drop
+        overtime_share = np.where(drop > 0, expit(log_odds(overtime_share) + 0.3 * drop), overtime_share)
+    effort = np.exp(0.05 - 0.08 * workmanship + rng.normal(0.0, 0.1, nw))
     actual_hours = ev * hours_per_value * effort * (1 - 0.5 * m["shortfall"][seg])
-    overtime = actual_hours * np.clip(m["overtime"][seg] + rng.normal(0.0, 0.02, nw), 0.0, 0.5)
+    overtime = actual_hours * np.clip(overtime_share + rng.normal(0.0, 0.02, nw), 0.0, 0.5)
     working = ev > 0
     downtime = working * (rng.random(nw) < 0.55) * rng.gamma(2.0, m["downtime"][seg] / 1.1)
     deliveries = rng.poisson(working * (0.5 + ev / 50_000.0))
     late = rng.binomial(deliveries, m["late_share"][seg])
-    cost_factor = np.exp(0.02 - 0.05 * p["subcontractors"][proj] + 0.8 * m["overtime"][seg])
+    cost_factor = np.exp(0.02 - 0.05 * subcontractors + 0.8 * overtime_share)
     cost = ev * cost_factor * np.exp(rng.normal(0.0, 0.04, nw))
     return {
         "proj": proj,
@@ -613,27 +673,75 @@ def simulate_generation(
     *,
     churn_window: int,
     late_tolerance: float,
+    shift: Shift | None = None,
+    shift_rng: np.random.Generator | None = None,
 ) -> dict[str, Cols]:
     """One link of every client chain at once: projects, their milestones and events, and the churn decision.
 
     Returns ``p`` (projects), ``m`` (milestones), ``ins``, ``res``, ``comp`` and ``surv``. Each step adds new
-    columns to copies; the order of the steps is the order of the random draws.
+    columns to copies; the order of the steps is the order of the random draws. A ``shift`` (``world.shift``)
+    changes values, never the number or the order of those draws: what it draws comes from ``shift_rng``, after
+    the generation's own, so every draw of the world is the one it would be without it. The clients' side
+    (complaints, surveys, churn) is drawn from the world without the shift.
     """
     p = {**_draw_projects(rng, client, award, prior), **_client_traits(clients, client)}
     m = _plan_milestones(rng, p)
     m = {**m, **_simulate_schedule(rng, p, m, late_tolerance)}
     p = {**p, **_project_ends(m)}
-    ins = _simulate_inspections(rng, p, m)
+    draws = _inspection_draws(rng, p, m)
+    ins = _inspection_findings(p, m, draws, m["q"][draws["ms"]])
     m = {**m, **_acceptance(rng, m, ins)}
-    res = _simulate_resources(rng, p, m)
+    res = _simulate_resources(rng, p, m, shift)
     comp = _simulate_complaints(rng, p, m, ins)
     surv = _simulate_surveys(rng, p, m, comp)
     p = {**p, **_churn(rng, p, m, comp, surv, churn_window)}
+    if shift is not None and shift.kind == WORKMANSHIP:
+        ins, m = _worse_work(shift, shift_rng, p, m, draws)
+    elif shift is not None and shift.kind == MISSING_RESOURCES:
+        res = _silenced(shift, shift_rng, len(p["award"]), res)
     return {"p": p, "m": m, "ins": ins, "res": res, "comp": comp, "surv": surv}
 
 
+def _worse_work(shift: Shift, rng: np.random.Generator, p: Cols, m: Cols, draws: Cols) -> tuple[Cols, Cols]:
+    """The inspections and first-pass acceptances as the worse work from the shift's start shows them.
+
+    An inspection from the start sees quality lower by the shift's size, and finds the defects drawn for it plus
+    extra ones, Poisson with the difference of the means (the sum is Poisson with the mean of the worse quality:
+    ``exp(0.6 size)`` times the drawn one); its severity, result and closing follow from the same draws. A
+    milestone's acceptance sees its segment's quality lower by the size times the share of the segment after the
+    start, the rework pressure that goes with it, and the inspections as they now are, and is decided by the same
+    uniform as without the shift: a milestone before the start is decided exactly as it was.
+    """
+    drop = shift.drop(draws["t"])
+    after = drop > 0
+    extra = np.zeros(len(drop), dtype=np.int64)
+    extra[after] = rng.poisson(draws["mean_defects"][after] * np.expm1(0.6 * drop[after]))
+    ins = _inspection_findings(p, m, draws, m["q"][draws["ms"]] - drop, extra)
+    share = shift.share_after(m["seg_start"], m["actual"])
+    worse = share > 0
+    q = m["q"] - shift.amount * share
+    overtime = np.where(worse, expit(log_odds(m["overtime"]) + 0.3 * shift.amount * share), m["overtime"])
+    chance = _failure_chance(m, ins, q, overtime)
+    return ins, {**m, **chance, "failed": m["accept_draw"] < chance["p_fail"]}
+
+
+def _silenced(shift: Shift, rng: np.random.Generator, n_projects: int, res: Cols) -> Cols:
+    """The resource weeks without those a share of the projects (the shift's size) stop reporting from its start."""
+    dark = rng.random(n_projects) < shift.amount
+    keep = ~(dark[res["proj"]] & (res["week"] >= shift.day))
+    return {col: values[keep] for col, values in res.items()}
+
+
 def simulate_chains(
-    rng: np.random.Generator, clients: Cols, first: int, end_day: float, *, churn_window: int, late_tolerance: float
+    rng: np.random.Generator,
+    clients: Cols,
+    first: int,
+    end_day: float,
+    *,
+    churn_window: int,
+    late_tolerance: float,
+    shift: Shift | None = None,
+    shift_rng: np.random.Generator | None = None,
 ) -> list[dict[str, Cols]]:
     """Every project of clients ``first..`` awarded up to ``end_day``, generation by generation."""
     client = np.arange(first, len(clients["arrival"]))
@@ -646,7 +754,15 @@ def simulate_chains(
         if not len(client):
             break
         gen = simulate_generation(
-            rng, clients, client, award, prior, churn_window=churn_window, late_tolerance=late_tolerance
+            rng,
+            clients,
+            client,
+            award,
+            prior,
+            churn_window=churn_window,
+            late_tolerance=late_tolerance,
+            shift=shift,
+            shift_rng=shift_rng,
         )
         out.append(gen)
         p = gen["p"]
@@ -672,16 +788,25 @@ def concat_generations(gens: list[dict[str, Cols]]) -> dict[str, Cols]:
 
 
 def simulate(
-    n_projects: int, rng: np.random.Generator, start: str, *, churn_window: int, late_tolerance: float
+    n_projects: int,
+    rng: np.random.Generator,
+    start: str,
+    *,
+    churn_window: int,
+    late_tolerance: float,
+    shift: Shift | None = None,
+    shift_rng: np.random.Generator | None = None,
 ) -> dict[str, Cols]:
     """Clients and their project chains until more than ``n_projects`` awards: every column of what happened.
 
     Clients arrive uniformly over ``HORIZON_DAYS`` from ``start`` (an ISO date); their chains are followed up to
     the horizon. If the first batch of clients awards too few projects, another batch is added. Returns the
-    stacked generations (see :func:`simulate_generation`), nothing cut yet.
+    stacked generations (see :func:`simulate_generation`), nothing cut yet. A ``shift`` draws from ``shift_rng``.
     """
     if n_projects < 1:
         raise ValueError("n_projects must be at least 1")
+    if shift is not None and shift_rng is None:
+        raise ValueError("a shift needs its own random generator (world.shift.generator)")
     start_day = int(np.datetime64(start, "D").astype(np.int64))
     end_day = float(start_day + HORIZON_DAYS)
     clients: Cols = {"arrival": np.empty(0), "demanding": np.empty(0), "loyalty": np.empty(0)}
@@ -692,6 +817,15 @@ def simulate(
         new = draw_clients(rng, n_new, start_day)
         first = len(clients["arrival"])
         clients = {k: np.concatenate([clients[k], new[k]]) for k in clients}
-        gens += simulate_chains(rng, clients, first, end_day, churn_window=churn_window, late_tolerance=late_tolerance)
+        gens += simulate_chains(
+            rng,
+            clients,
+            first,
+            end_day,
+            churn_window=churn_window,
+            late_tolerance=late_tolerance,
+            shift=shift,
+            shift_rng=shift_rng,
+        )
         awarded = sum(len(g["p"]["award"]) for g in gens)
     return concat_generations(gens)

@@ -17,6 +17,7 @@ from eqsms.settings import Settings
 from features.contract import TABLES, Kind
 from world.faults import inject_faults
 from world.observe import World, simulate_world
+from world.shift import Shift
 
 FORMATS = ("csv", "parquet")
 DIRTY_IS_CSV = "dirty output is CSV only (faulty values cannot be stored in typed Parquet columns)"
@@ -34,6 +35,7 @@ class WorldReport:
     late_tolerance: float
     faults: int = 0
     files: list[Path] = field(default_factory=list)
+    shift: Shift | None = None
 
     def summary(self):
         from rich.table import Table as RichTable
@@ -53,6 +55,8 @@ class WorldReport:
         t.add_row("churn (complete windows)", f"{r['churn_rate']:.1%} (oracle AUC {r['churn_auc']:.2f})")
         if self.faults:
             t.add_row("faults (faults.csv)", f"{self.faults:,}")
+        if self.shift:
+            t.add_row("shift", self.shift.describe())
         return t
 
 
@@ -146,16 +150,20 @@ def generate_world(
     dirty: float = 0.0,
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    shift: Shift | None = None,
 ) -> WorldReport:
     """Simulate a world of ``n_projects`` projects with ``seed`` and write it to ``out_dir`` (the CLI's entry).
 
     ``settings`` (read when called if none is given) supply the start date, churn window and late tolerance;
-    ``progress(what, done, total)``, if given, hears of each of the two steps before it starts.
+    ``progress(what, done, total)``, if given, hears of each of the two steps before it starts; ``shift``
+    (``world.shift``) changes the world from a date.
     """
     _check_format(fmt, dirty)  # before the simulation, not after it
     if progress:
         progress(f"simulating {n_projects:,} projects", 0, 2)
-    world = simulate_world(n_projects, seed, settings=settings)
+    world = simulate_world(n_projects, seed, settings=settings, shift=shift)
     if progress:
         progress(f"writing the tables and the oracle to {out_dir}", 1, 2)
-    return write_world(world, Path(out_dir), fmt, dirty)
+    report = write_world(world, Path(out_dir), fmt, dirty)
+    report.shift = shift
+    return report

@@ -1,0 +1,363 @@
+"""The monitoring loop, week by week, on a world whose truth is known (issue 13 §3's proof).
+
+A champion is trained on the export as it stood at a cut date (:func:`export_at`: every fact recorded by then, and
+only those), then scored each week after the cut on the world's full tables at that week's ``as_of`` (the engine
+answers any point in time from the facts known before it), the way the service would have answered that week. Each
+week is judged three ways: the drift of its feature rows and predictions against the reference window
+(:mod:`monitoring.drift`), the performance estimated from its predictions alone (:mod:`monitoring.estimate`), and,
+from the outcomes the full world holds (:mod:`monitoring.outcomes`), the performance realised on the same rows.
+``benchmarks/loop.py`` runs it on a world with a shift and on its control; ``tests/test_loop.py`` on a small one.
+
+Choices, and why:
+
+- **A week's rows** (:func:`scored_rows`) are what the service would log that week: one row per open milestone of
+  each open project, in the model's domain (planned at most ``as_of_lead_days`` ahead, or overdue: the horizon its
+  training rows cover). A milestone open for ten weeks is a row in each of them, so consecutive weeks share most
+  of their rows and outcomes, and pooling weeks (:func:`pooled`) adds less evidence than its row count suggests.
+- **The reference** (:func:`reference_rows`) is the same kind of rows over the quarter before the cut, not the
+  champion's training rows: those are drawn one per horizon band per milestone (a third of them within 30 days of
+  the plan) over years of a growing firm, and on the benchmark's world the control, judged against them, was
+  flagged every week (6 to 8 features: days to the milestone, the client's tenure and awards, firm-wide rates).
+- **The realised AUC** counts a row only when its outcome became known after its ``as_of`` (nearly every row, the
+  worlds running years past the loop), and is not given below ``MIN_POSITIVES`` positives or negatives. With a
+  synthetic world's oracle, :func:`expected_auc` splits the gap between the estimate and the realised AUC into the
+  estimate's own error and the luck of the outcomes drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from eqsms.settings import Settings
+from features.targets import MILESTONE
+from monitoring.drift import drift_summary, feature_drift, prediction_drift
+from monitoring.estimate import estimate, estimated_auc
+
+MODEL = "defect_risk"  # the model the loop judges: the classifier whose AUC the estimate is for
+LABEL = "first_pass_failed"
+WEEK = pd.Timedelta(days=7)
+IDS = ("milestone_id", "project_id", "as_of", "planned_date")
+REFERENCE_WEEKS = 13  # the reference window: the quarter before the cut, as the service would have logged it
+MIN_POSITIVES = 30  # a week's realised AUC needs this many positives and negatives, or it is noise
+WINDOW_WEEKS = 4  # weeks pooled when a week alone is too thin to judge
+
+
+# ------------------------------------------------------------------------------------------- the dates
+def schedule(
+    tables: dict[str, pd.DataFrame], at: float = 0.6, lead: int = REFERENCE_WEEKS
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The shift's date, at the share ``at`` of the world's timeline (first award to newest fact) and moved back to
+    a Monday, and the cut ``lead`` weeks before it: the champion learns from the export at the cut, and the loop's
+    first ``lead`` weeks are before the shift."""
+    from features.contract import latest_fact
+
+    start, end = tables["projects"]["awarded_on"].min(), latest_fact(tables)
+    shift = (start + at * (end - start)).normalize()
+    shift -= pd.Timedelta(days=shift.weekday())
+    return shift, shift - lead * WEEK
+
+
+# ------------------------------------------------------------------------------------------- the past export
+def export_at(tables: dict[str, pd.DataFrame], at: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The export as it stood at ``at``: the facts recorded before it, and nothing later.
+
+    Projects awarded before ``at``; a handover, a milestone reached (its acceptance with it), a defect closed, a
+    complaint answered or resolved on or after ``at`` is not known yet (left empty); inspections, complaints and
+    surveys before ``at``; resource weeks over by then (``week_start + 7 days <= at``, as the features count them).
+    A complaint's escalation carries no time of its own (within 3 days of receipt in the world): one received in the
+    last 3 days is not known to be escalated yet.
+    """
+    projects = tables["projects"]
+    projects = projects[projects["awarded_on"] < at].copy()
+    projects.loc[projects["actual_end"] >= at, "actual_end"] = pd.NaT
+    kept = projects["project_id"]
+
+    def of_projects(name: str, time: str | None = None) -> pd.DataFrame:
+        frame = tables[name]
+        frame = frame[frame["project_id"].isin(kept)]
+        return (frame[frame[time] < at] if time else frame).copy()
+
+    milestones = of_projects("milestones")
+    later = milestones["actual_date"] >= at
+    milestones.loc[later, "actual_date"] = pd.NaT
+    milestones.loc[later, "first_pass_accepted"] = pd.NA
+    inspections = of_projects("inspections", "inspected_at")
+    inspections.loc[inspections["closed_at"] >= at, "closed_at"] = pd.NaT
+    resources = of_projects("resources")
+    resources = resources[resources["week_start"] + WEEK <= at]
+    complaints = of_projects("complaints", "received_at")
+    for col in ("first_response_at", "resolved_at"):
+        complaints.loc[complaints[col] >= at, col] = pd.NaT
+    complaints["escalated"] = complaints["escalated"] & (complaints["received_at"] + pd.Timedelta(days=3) < at)
+    return {
+        "projects": projects,
+        "milestones": milestones,
+        "inspections": inspections,
+        "resources": resources,
+        "complaints": complaints,
+        "surveys": of_projects("surveys", "surveyed_at"),
+    }
+
+
+def write_export(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
+    """The tables as Parquet files in ``folder`` (a data folder ``eqsms`` reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.reset_index(drop=True).to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def train_champions(data_dir: Path, settings: Settings, source: str = "monitoring-loop") -> dict[str, str]:
+    """Every target trained on ``data_dir`` into the store of ``settings`` and made its ``@champion`` (the gate's
+    baseline check off: the loop needs a champion for each model the engine loads, and judges it itself); the
+    versions by model."""
+    from features.targets import TARGETS
+    from features.validate import load
+    from training import tracking
+    from training.pipeline import datasets_from_data, run_target
+
+    settings = settings.model_copy(update={"baseline_tolerance": 1.0})
+    client = tracking.configure(settings)
+    versions = {}
+    for name, ds in datasets_from_data(load(data_dir, settings), settings, list(TARGETS)).items():
+        if isinstance(ds, str):
+            raise ValueError(f"cannot train {name}: {ds}")
+        outcome = run_target(ds, settings, None, source, True, client)
+        versions[name] = outcome.registered.version
+    return versions
+
+
+# ------------------------------------------------------------------------------------------------- a week
+def scored_rows(engine, as_of: pd.Timestamp, model: str = MODEL) -> pd.DataFrame:
+    """The rows the service would log for ``model`` at ``as_of``: one per open milestone of every open project
+    (begun, not handed over) that is in the model's domain, i.e. planned at most ``as_of_lead_days`` ahead (the
+    farthest its training rows reach) or overdue; ids, ``as_of``, the model's features and its ``probability``."""
+    block = engine.block(engine.open_projects(as_of), as_of, top_k=0)
+    if not len(block.rows):
+        return pd.DataFrame(columns=[*IDS, "probability"])
+    bundle = engine.bundles[model]
+    columns = block.columns[MILESTONE]
+    frame = pd.DataFrame({name: columns[name] for name in bundle.features if name in columns})
+    frame.insert(0, "probability", block.scored[model].outputs["probability"])
+    ids = block.rows[list(IDS)].reset_index(drop=True)
+    rows = pd.concat([ids, frame], axis=1)
+    ahead = (rows["planned_date"] - as_of) / pd.Timedelta(days=1)
+    return rows[ahead <= engine.settings.as_of_lead_days].reset_index(drop=True)
+
+
+def realised(rows: pd.DataFrame, outcomes: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
+    """``rows`` with their outcome (``label``) where it became known after the row's ``as_of`` (the milestone was
+    reached, its acceptance recorded); rows whose outcome the data does not hold are left out."""
+    known = outcomes[["milestone_id", label, "known_at"]]
+    both = rows.merge(known, on="milestone_id", how="inner")
+    return both[both["known_at"] > both["as_of"]].reset_index(drop=True)
+
+
+def judge_week(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    features: list[str],
+    categorical: Iterable[str],
+    settings: Settings,
+    outcomes: pd.DataFrame,
+    min_positives: int = MIN_POSITIVES,
+    truth: pd.Series | None = None,
+) -> dict:
+    """One week's row: its rows, drift against ``reference`` (features and predictions, flagged as the settings
+    say), the estimated AUC of all its predictions (what the monitor has that week) with its chance spread, and the
+    AUC realised on its rows whose outcome the data holds (with how many; NaN with fewer than ``min_positives``
+    positives or negatives: noise, not a figure). Given the ``truth`` (an oracle's probability per milestone id),
+    also the AUC those rows' predictions realise on average (:func:`expected_auc`)."""
+    table = feature_drift(reference, current, features, set(categorical), settings)
+    prediction = prediction_drift(reference["probability"], current["probability"], settings)
+    drift = drift_summary(table, settings, prediction)
+    p = current["probability"].to_numpy(dtype="float64")
+    est = estimate(p, settings.risk_levels[MODEL][-1]) if len(p) else {}
+    judged = realised(current, outcomes)
+    oracle = float("nan")
+    if truth is not None and len(judged):
+        oracle = expected_auc(judged["probability"], judged["milestone_id"].map(truth))
+    return {
+        "rows": len(current),
+        "features_drifted": drift["features_drifted"],
+        "drifted": drift["drifted"],
+        "prediction_psi": drift["prediction_psi"],
+        "flagged": drift["flagged"],
+        "reason": drift["reason"],
+        "estimated_auc": est.get("estimated_auc", float("nan")),
+        "auc_spread": est.get("auc_spread", float("nan")),
+        "expected_positive_rate": est.get("expected_positive_rate", float("nan")),
+        **realised_auc(judged, min_positives),
+        "oracle_auc": oracle,
+    }
+
+
+def expected_auc(scores: Iterable, truth: Iterable) -> float:
+    """The ROC-AUC ``scores`` realise on average when each row's outcome is a coin with its true probability
+    ``truth`` (a synthetic world's oracle): the ratio of expectations of :func:`monitoring.estimate.estimated_auc`
+    with the truth as the weights (``expected_auc(p, p)`` is the estimate itself). Where the estimate differs from it,
+    the model's probabilities are not what calibration assumes; where the realised AUC differs from it, the outcomes
+    drawn were luckier or unluckier than their probabilities. NaN when no pair can be a positive and a negative."""
+    scores, truth = np.asarray(scores, dtype="float64"), np.asarray(truth, dtype="float64")
+    values, group = np.unique(scores, return_inverse=True)
+    s = np.bincount(group, weights=truth, minlength=values.size)
+    f = np.bincount(group, weights=1 - truth, minlength=values.size)
+    d = np.bincount(group, weights=truth * (1 - truth), minlength=values.size)
+    below = np.cumsum(f) - f
+    denominator = s.sum() * f.sum() - d.sum()
+    return float((np.sum(s * below) + 0.5 * np.sum(s * f - d)) / denominator) if denominator > 0 else float("nan")
+
+
+def realised_auc(judged: pd.DataFrame, min_positives: int = MIN_POSITIVES) -> dict:
+    """Rows judged, positives, the realised positive rate and ROC-AUC (NaN below ``min_positives`` of a class)."""
+    y = judged[LABEL].to_numpy(dtype=int)
+    positives = int(y.sum())
+    enough = min(positives, len(y) - positives) >= min_positives
+    return {
+        "judged": len(y),
+        "positives": positives,
+        "realised_rate": float(y.mean()) if len(y) else float("nan"),
+        "realised_auc": float(roc_auc_score(y, judged["probability"])) if enough else float("nan"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- the loop
+def reference_rows(engine, cut: pd.Timestamp, weeks: int = REFERENCE_WEEKS) -> pd.DataFrame:
+    """The reference window: the rows the service would have logged in the ``weeks`` weeks before ``cut`` (the
+    end of the champion's training window), scored by the champion, as :func:`scored_rows` gives them."""
+    return pd.concat([scored_rows(engine, cut - k * WEEK) for k in range(weeks, 0, -1)], ignore_index=True)
+
+
+def run_weeks(
+    engine,
+    reference: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    weeks: list[pd.Timestamp],
+    settings: Settings,
+    min_positives: int = MIN_POSITIVES,
+    truth: pd.Series | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The loop: each of ``weeks`` scored (:func:`scored_rows`) and judged (:func:`judge_week`, with the oracle's
+    ``truth`` if given) against ``reference``; a row per week (``as_of`` first), and every week's rows with their
+    outcome (``first_pass_failed`` NaN where the data holds none) for pooling."""
+    bundle = engine.bundles[MODEL]
+    table, logged = [], []
+    known = outcomes[["milestone_id", LABEL, "known_at"]]
+    for as_of in weeks:
+        current = scored_rows(engine, as_of)
+        week = judge_week(
+            current, reference, bundle.features, bundle.categorical, settings, outcomes, min_positives, truth
+        )
+        table.append({"as_of": as_of, **week})
+        rows = current[["milestone_id", "as_of", "probability"]].merge(known, on="milestone_id", how="left")
+        rows.loc[~(rows["known_at"] > rows["as_of"]), LABEL] = np.nan  # not known after the prediction: none
+        logged.append(rows.drop(columns="known_at"))
+    return pd.DataFrame(table), pd.concat(logged, ignore_index=True)
+
+
+def pooled(rows: pd.DataFrame, weeks: int = WINDOW_WEEKS, min_positives: int = MIN_POSITIVES) -> pd.DataFrame:
+    """Estimated and realised AUC over windows of ``weeks`` consecutive weeks of :func:`run_weeks`' rows (a
+    milestone open through a window counts once a week, as it was logged): for weeks too thin to judge alone."""
+    dates = np.sort(rows["as_of"].unique())
+    window = pd.Series(np.arange(len(dates)) // weeks, index=dates)
+    out = []
+    for _, group in rows.groupby(rows["as_of"].map(window), sort=True):
+        judged = group[group[LABEL].notna()]
+        out.append(
+            {
+                "from": group["as_of"].min(),
+                "to": group["as_of"].max(),
+                "rows": len(group),
+                "estimated_auc": estimated_auc(group["probability"]),
+                **realised_auc(judged, min_positives),
+            }
+        )
+    frame = pd.DataFrame(out)
+    frame["gap"] = frame["estimated_auc"] - frame["realised_auc"]
+    return frame
+
+
+def calibration_slope(p: np.ndarray, y: np.ndarray) -> float:
+    """The slope of the logistic regression of the outcome on the prediction's log-odds: 1 for a calibrated model,
+    above 1 when the model is too timid (its probabilities too close together: the realised AUC then beats the
+    estimate, which assumes calibration), below 1 when it is too sure."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
+    return float(LogisticRegression(C=1e6).fit(x[:, None], y.astype(int)).coef_[0][0])
+
+
+def summary(table: pd.DataFrame, rows: pd.DataFrame, windows: pd.DataFrame, shift_from: pd.Timestamp | None) -> dict:
+    """A world's loop in a few figures: weeks and flags (before the shift and after it), the first flag at or after
+    the shift and the weeks from the shift to it (``weeks_to_flag``: the shift's data the monitor had seen), the
+    mean absolute gap between estimated and realised AUC per week and per pooled window (:func:`pooled`), the mean
+    chance spread, and the calibration slope of the logged rows before and after the shift."""
+    gap = (table["estimated_auc"] - table["realised_auc"]).dropna()
+    bias = (table["estimated_auc"] - table["oracle_auc"]).dropna()  # the estimate's own error, luck aside
+    luck = (table["realised_auc"] - table["oracle_auc"]).dropna()  # the outcomes' draw, the estimate aside
+    window_gap = windows["gap"].dropna()
+    after = table["as_of"] >= shift_from if shift_from is not None else pd.Series(False, table.index)
+    flagged_after = table[after & table["flagged"]]
+    first = flagged_after["as_of"].min() if len(flagged_after) else None
+    judged = rows[rows[LABEL].notna()]
+    before_rows = judged["as_of"] < shift_from if shift_from is not None else pd.Series(True, judged.index)
+    slopes = {
+        f"calibration_slope_{name}": calibration_slope(part["probability"].to_numpy(), part[LABEL].to_numpy())
+        if part[LABEL].nunique() == 2
+        else float("nan")
+        for name, part in (("before_shift", judged[before_rows]), ("after_shift", judged[~before_rows]))
+    }
+    return {
+        "weeks": len(table),
+        "flags": int(table["flagged"].sum()),
+        "flags_before_shift": int((table["flagged"] & ~after).sum()),
+        "first_flag_after_shift": None if first is None else str(pd.Timestamp(first).date()),
+        "weeks_to_flag": None if first is None else float((first - shift_from) / WEEK),
+        "weeks_judged": int(len(gap)),
+        "mean_abs_auc_gap": float(gap.abs().mean()) if len(gap) else float("nan"),
+        "mean_auc_gap": float(gap.mean()) if len(gap) else float("nan"),
+        "max_abs_auc_gap": float(gap.abs().max()) if len(gap) else float("nan"),
+        "mean_auc_spread": float(table["auc_spread"].mean()),
+        "mean_abs_estimate_to_oracle": float(bias.abs().mean()) if len(bias) else float("nan"),
+        "mean_estimate_to_oracle": float(bias.mean()) if len(bias) else float("nan"),
+        "mean_abs_realised_to_oracle": float(luck.abs().mean()) if len(luck) else float("nan"),
+        "windows_judged": int(len(window_gap)),
+        "mean_abs_auc_gap_windows": float(window_gap.abs().mean()) if len(window_gap) else float("nan"),
+        "mean_positives_per_week": float(table["positives"].mean()),
+        **slopes,
+    }
+
+
+def loop_world(
+    data_dir: Path,
+    settings: Settings,
+    cut: pd.Timestamp,
+    dates: list[pd.Timestamp],
+    shift_from: pd.Timestamp | None,
+    min_positives: int = MIN_POSITIVES,
+    truth: pd.Series | None = None,
+) -> dict:
+    """The loop on one world: the store's champions (``settings``, trained on the export at ``cut``) answering on
+    ``data_dir``'s tables at each of ``dates`` (weekly from the cut), judged against the quarter before the cut
+    (:func:`reference_rows`), by the world's outcomes and (given) its oracle's ``truth``; the weekly table, the rows,
+    the pooled windows and the :func:`summary`."""
+    from monitoring.outcomes import outcomes
+    from serving.runtime import Engine
+
+    world = settings.model_copy(update={"data_dir": Path(data_dir)})
+    engine = Engine.from_settings(world)
+    known = outcomes(engine.tables, world)[MODEL]
+    reference = reference_rows(engine, cut)
+    table, rows = run_weeks(engine, reference, known, dates, world, min_positives, truth)
+    windows = pooled(rows, WINDOW_WEEKS, min_positives)
+    return {
+        "table": table,
+        "rows": rows,
+        "windows": windows,
+        "summary": {"reference_rows": len(reference), **summary(table, rows, windows, shift_from)},
+    }
