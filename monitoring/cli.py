@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -66,12 +67,15 @@ def monitor(
     judged = joined(predictions, known, at)
     table, pooled = weekly(judged, known, min_rows), overall(judged, known, min_rows)
     page = out or settings.monitor_page
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(table, pooled, len(predictions), at, data_dir), encoding="utf-8")
+    for folder in {page.parent, settings.monitor_page.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     runs = log_runs(table, pooled, settings, data_dir, at) if mlflow_runs and not table.empty else {}
-    said = verdict(judged, known, min_rows, at)
+    watched = watch(settings, data_dir, at, known)
+    said = verdict(judged, known, min_rows, at, watched)
+    page.write_text(render(table, pooled, len(predictions), at, data_dir, watched), encoding="utf-8")
     verdict_file(settings).write_text(json.dumps(said, indent=2, default=str) + "\n")
-    summary_file(settings).write_text(json.dumps(board_summary(pooled, said, len(predictions), at), default=str))
+    board = board_summary(pooled, said, len(predictions), at) | {"watched": watched}
+    summary_file(settings).write_text(json.dumps(plain(board), default=str, allow_nan=False))
     summary(
         "monitor",
         {
@@ -80,6 +84,8 @@ def monitor(
             "outcomes known by": str(at),
             "page": where(page),
             "MLflow runs": ", ".join(f"{m} {r[:8]}" for m, r in runs.items()) or "none",
+            "drift (defect_risk)": watched.get("reason") or watched.get("note", ""),
+            "estimated AUC (defect_risk)": _num(watched.get("estimated_auc")),
             "verdict": "; ".join(said["reasons"]) or "no flag",
             "took": took(started),
         },
@@ -116,10 +122,49 @@ def board_summary(pooled: pd.DataFrame, said: dict, logged: int, at: pd.Timestam
 RECENT_WEEKS = 4  # the verdict judges the latest weeks of predictions whose outcomes are known
 
 
-def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp) -> dict:
+def watch(settings: Settings, data_dir: Path, at: pd.Timestamp, known: dict) -> dict:
+    """Before the outcomes arrive (issue 13 §3), for defect risk: the export's open milestones over the latest
+    :data:`RECENT_WEEKS` weeks scored by the champion, as the service logs them, against the same rows in the quarter
+    before the champion's data ended (``monitoring.loop``): feature and prediction drift, and the ROC-AUC estimated
+    from the probabilities alone (valid while the model is calibrated). ``note`` says why not, when it cannot."""
+    from monitoring.loop import MODEL, WEEK, judge_week, reference_rows, scored_rows
+    from serving.runtime import Engine, NotReady
+    from training.tracking import seen_until
+
+    try:
+        engine = Engine.from_settings(settings.model_copy(update={"data_dir": Path(data_dir).resolve()}))
+    except NotReady as err:
+        return {"note": f"not watched: {str(err).splitlines()[0]}"}
+    bundle = engine.bundles[MODEL]
+    cut = seen_until(bundle)
+    if cut is None:
+        return {"note": "not watched: the champion's data window is not dated"}
+    last = at.normalize()
+    current = pd.concat([scored_rows(engine, last - k * WEEK) for k in range(RECENT_WEEKS)], ignore_index=True)
+    reference = reference_rows(engine, cut)
+    week = judge_week(current, reference, bundle.features, bundle.categorical, settings, known[MODEL])
+    return {"model": MODEL, "reference_until": str(cut.date()), "weeks": RECENT_WEEKS, **week}
+
+
+def plain(value):
+    """``value`` as strict JSON takes it: NaN and infinities (a metric with too few rows) as null."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _num(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp, watched: dict | None = None) -> dict:
     """Whether a model should be retrained (``eqsms retrain --when flagged`` reads it): flagged when, on its latest
     :data:`RECENT_WEEKS` weeks of judged predictions, its headline metric is worse than the reference class's on the
-    same rows."""
+    same rows, or when the watch (:func:`watch`) flagged drift."""
     from features.targets import TARGETS
     from monitoring.judge import overall
     from training.metrics import HIGHER_IS_BETTER
@@ -137,6 +182,8 @@ def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp) 
                     f"{line['model']} v{line['model_version']}: {metric} {ours:.3f} worse than the reference class "
                     f"({theirs:.3f}) over the latest {RECENT_WEEKS} weeks"
                 )
+    if (watched or {}).get("flagged"):
+        reasons.append(f"{watched['model']}: drift: {watched['reason']}")
     return {"at": str(at), "flagged": bool(reasons), "reasons": reasons}
 
 
@@ -198,7 +245,9 @@ def log_runs(
     return runs
 
 
-def render(table: pd.DataFrame, pooled: pd.DataFrame, logged: int, at: pd.Timestamp, data_dir: Path) -> str:
+def render(
+    table: pd.DataFrame, pooled: pd.DataFrame, logged: int, at: pd.Timestamp, data_dir: Path, watched: dict
+) -> str:
     """The page: per model, each version's figures over every week, then each week's, the reference class beside."""
     from features.targets import TARGETS
 
@@ -211,6 +260,18 @@ def render(table: pd.DataFrame, pooled: pd.DataFrame, logged: int, at: pd.Timest
         f"<p>{logged:,} predictions logged; judged by the outcomes known in {html.escape(str(data_dir))} by "
         f"{html.escape(str(at))}. Each model beside the reference class scored on the same rows.</p>",
     ]
+    parts.append("<h2>Watched before the outcomes</h2>")
+    if "note" in watched:
+        parts.append(f"<p>{html.escape(watched['note'])}</p>")
+    else:
+        parts.append(
+            f"<p>{html.escape(watched['model'])}: the open milestones of the latest {watched['weeks']} weeks "
+            f"({watched['rows']:,} rows) against the quarter before the champion's data ended "
+            f"({html.escape(watched['reference_until'])}). Drift: {html.escape(watched['reason'])}. Prediction PSI "
+            f"{_num(watched['prediction_psi'])}. ROC-AUC estimated from the probabilities alone "
+            f"{_num(watched['estimated_auc'])} (chance spread {_num(watched['auc_spread'])}); realised where the "
+            f"outcome is known {_num(watched.get('realised_auc'))}.</p>"
+        )
     if table.empty:
         parts.append("<p>No logged prediction has a known outcome yet.</p>")
     for name, group in table.groupby("model") if not table.empty else []:

@@ -38,7 +38,7 @@ def joined(predictions: pd.DataFrame, outcomes: dict[str, pd.DataFrame], at: pd.
         both = mine.merge(known, on=key, how="inner", suffixes=("", "_outcome"))
         parts.append(both[both["known_at"] > both["as_of"]])
     if not parts:
-        return predictions.iloc[:0].assign(known_at=pd.NaT)
+        return predictions.iloc[:0].assign(known_at=pd.NaT, week=pd.NaT)
     out = pd.concat(parts, ignore_index=True)
     out["week"] = out["as_of"].dt.to_period("W-SUN").dt.start_time
     return out

@@ -38,6 +38,7 @@ from features.datasets import today
 from features.targets import CLIENT, TARGETS
 from serving import SERVICE_NAME, board, i18n, recorder, schemas, terminal
 from serving.limits import MAX_ID_LENGTH, BodyLimit, shown
+from serving.monitor_metrics import MonitorMetrics
 from serving.openapi import ApiPages
 from serving.runtime import CHAMPION, Champion, Engine, NotReady, RequestError, load_tables
 from serving.security import Guard
@@ -339,6 +340,7 @@ class RiskService:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(BadRequestsInOneLine())
         self.log = predlog.from_settings(self.settings)  # one a worker: its writer thread is this process's
         self.holder.measures.append(lambda: recorder.measure(self.log))
+        self.holder.measures.append(MonitorMetrics(self.settings.monitor_page.parent / "summary.json"))
         gc.collect()
         gc.freeze()  # the loaded data and models live until a reload: keep them out of every GC pass
         served = self.holder.current

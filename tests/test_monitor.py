@@ -147,3 +147,49 @@ def test_the_service_shows_the_latest_page(http, champions):
         page.unlink()
     policy = dict(security_headers("/v1/monitor"))[b"content-security-policy"].decode()
     assert policy.startswith("default-src 'none'") and "script" not in policy  # its styles, nothing to run
+
+
+@pytest.mark.slow
+def test_the_monitor_watches_drift_and_estimates_auc_before_the_outcomes(champions, tmp_path, monkeypatch):
+    """With champions in the store, `eqsms monitor` scores the export's latest weeks as the service logs them and
+    compares them with the quarter before the champion's data ended: drift and the estimated ROC-AUC on the page, in
+    the board's summary (strict JSON) and in the verdict. The sample world is one world, unshifted: no drift flag."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from eqsms.cli import app
+
+    store = tmp_path / "work"
+    shutil.copytree(champions.work_dir, store, ignore=shutil.ignore_patterns("quarantine", "datasets", "monitor"))
+    monkeypatch.setenv("EQSMS_WORK_DIR", str(store))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["monitor", str(SETTINGS.data_dir), "--no-mlflow"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((store / "monitor" / "summary.json").read_text())
+    watched = summary["watched"]
+    assert watched["model"] == "defect_risk" and watched["rows"] > 0
+    assert 0.5 < watched["estimated_auc"] < 1 and watched["flagged"] is False
+    assert "Watched before the outcomes" in (store / "monitor" / "index.html").read_text()
+    verdict = json.loads((store / "monitor" / "verdict.json").read_text())
+    assert not any("drift" in reason for reason in verdict["reasons"])
+
+
+def test_the_monitors_figures_reach_metrics(tmp_path):
+    import json
+
+    from prometheus_client import REGISTRY
+
+    from serving.monitor_metrics import MonitorMetrics
+
+    path = tmp_path / "summary.json"
+    measure = MonitorMetrics(path)
+    measure()  # no summary yet: nothing set, nothing raised
+    watched = {"model": "defect_risk", "features_drifted": 4, "prediction_psi": 0.31, "estimated_auc": 0.69}
+    path.write_text(json.dumps({"verdict": {"flagged": True}, "watched": watched}))
+    measure()
+    value = REGISTRY.get_sample_value
+    assert value("eqsms_monitor_flagged") == 1.0
+    assert value("eqsms_drift_features_drifted", {"model": "defect_risk"}) == 4.0
+    assert value("eqsms_estimated_roc_auc", {"model": "defect_risk"}) == 0.69
