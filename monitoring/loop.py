@@ -7,6 +7,9 @@ week is judged three ways: the drift of its feature rows and predictions against
 (:mod:`monitoring.drift`), the performance estimated from its predictions alone (:mod:`monitoring.estimate`), and,
 from the outcomes the full world holds (:mod:`monitoring.outcomes`), the performance realised on the same rows.
 ``benchmarks/loop.py`` runs it on a world with a shift and on its control; ``tests/test_loop.py`` on a small one.
+When the monitor flags, the loop retrains (:func:`loop_retrained`): challengers trained on the export as it stood
+that week, the real promotion gate, and, if the defect-risk challenger is promoted, the weeks after scored by the
+new champion while the old one is still scored on the same rows (:func:`retrain_effect`: what retraining recovered).
 
 Choices, and why:
 
@@ -361,3 +364,138 @@ def loop_world(
         "windows": windows,
         "summary": {"reference_rows": len(reference), **summary(table, rows, windows, shift_from)},
     }
+
+
+# ------------------------------------------------------------------------------------------------- the retrain
+def retrain_at(
+    tables: dict[str, pd.DataFrame], at: pd.Timestamp, settings: Settings, folder: Path, source: str = "monitoring-loop"
+) -> dict[str, dict]:
+    """A challenger of every target trained on the export as it stood at ``at`` (:func:`export_at`, written to
+    ``folder``; the training :func:`train_champions` runs at the cut) into the store of ``settings``, each judged by
+    the real promotion gate (``run_target`` with the gate: :func:`training.tracking.promote` with the settings'
+    tolerances, the champion judged on the challenger's test rows it never learned from); by model, whether it was
+    promoted, the gate's reason, both versions and both values of the gate's metric."""
+    from features.targets import TARGETS
+    from features.validate import load
+    from training import tracking
+    from training.pipeline import datasets_from_data, run_target
+
+    write_export(export_at(tables, at), folder)
+    settings = settings.model_copy(update={"data_dir": folder})
+    client = tracking.configure(settings)
+    decisions = {}
+    for name, ds in datasets_from_data(load(folder, settings), settings, list(TARGETS)).items():
+        if isinstance(ds, str):
+            decisions[name] = {"promoted": False, "reason": f"not trained: {ds}"}
+            continue
+        d = run_target(ds, settings, None, source, True, client).decision
+        decisions[name] = {
+            "promoted": d.promoted,
+            "reason": d.reason,
+            "challenger": d.challenger,
+            "champion_before": d.champion_before,
+            "metric": d.metric,
+            "challenger_value": d.challenger_value,
+            "champion_value": d.champion_value,
+        }
+    return decisions
+
+
+def period(
+    rows: pd.DataFrame, table: pd.DataFrame, truth: pd.Series | None, min_positives: int = MIN_POSITIVES
+) -> dict:
+    """One champion over a run of weeks (:func:`run_weeks`' ``table`` and ``rows`` cut to them): the weeks, the
+    mean weekly realised AUC and the oracle's expected AUC of its predictions (:func:`expected_auc`, the luck of
+    the outcomes aside), and the same pooled over the weeks' judged rows, with the AUC the oracle's own
+    probabilities would realise on them (the ceiling: what any model could reach on those rows)."""
+    judged = rows[rows[LABEL].notna()]
+    out = {
+        "weeks": len(table),
+        "from": str(pd.Timestamp(table["as_of"].min()).date()) if len(table) else None,
+        "to": str(pd.Timestamp(table["as_of"].max()).date()) if len(table) else None,
+        "mean_weekly_realised_auc": float(table["realised_auc"].mean()) if len(table) else float("nan"),
+        "mean_weekly_oracle_auc": float(table["oracle_auc"].mean()) if len(table) else float("nan"),
+        **{f"pooled_{k}": v for k, v in realised_auc(judged, min_positives).items()},
+    }
+    nan = float("nan")
+    true = judged["milestone_id"].map(truth) if truth is not None else None
+    out["pooled_oracle_auc"] = expected_auc(judged["probability"], true) if true is not None and len(judged) else nan
+    out["pooled_ceiling_auc"] = expected_auc(true, true) if true is not None and len(judged) else nan
+    return out
+
+
+def retrain_effect(
+    old: dict,
+    new: dict | None,
+    shift_from: pd.Timestamp,
+    at: pd.Timestamp | None,
+    truth: pd.Series | None = None,
+    name: str = "new",
+) -> dict:
+    """The old champion (``old``: :func:`loop_world`'s output, every week) and, if one was promoted at ``at``, the
+    new one (``new``: :func:`run_weeks`' table and rows over the weeks after ``at``), over the weeks from the shift
+    to the retrain (``before``: ``at`` itself included; the old champion alone) and over the weeks after it
+    (``after``: both, on the same rows; the new one under ``name``). No retrain (``at`` None): every week from the
+    shift is ``before``."""
+
+    def cut(result: dict, first: pd.Timestamp, last: pd.Timestamp | None) -> dict:
+        table, rows = result["table"], result["rows"]
+        keep = (table["as_of"] >= first) & (table["as_of"] <= last if last is not None else True)
+        kept = rows["as_of"] >= first
+        if last is not None:
+            kept &= rows["as_of"] <= last
+        return period(rows[kept], table[keep], truth)
+
+    out = {"before": {"old": cut(old, shift_from, at)}}
+    if at is not None:
+        after = at + pd.Timedelta(days=1)
+        out["after"] = {"old": cut(old, after, None)}
+        if new is not None:
+            out["after"][name] = cut(new, after, None)
+    return out
+
+
+def loop_retrained(
+    data_dir: Path,
+    settings: Settings,
+    store: Path,
+    at: pd.Timestamp,
+    dates: list[pd.Timestamp],
+    min_positives: int = MIN_POSITIVES,
+    truth: pd.Series | None = None,
+    source: str = "monitoring-loop",
+    score_refused: bool = False,
+) -> dict:
+    """The retrain the loop's monitor asks for at ``at`` on one world: the store of ``settings`` (the champions at
+    the cut) copied to ``store`` (each world retrains in a registry of its own), challengers trained on the world's
+    export at ``at`` and gated (:func:`retrain_at`); if the defect-risk challenger was promoted, a new engine on the
+    world's full tables with the new champions scores the weeks of ``dates`` after ``at`` as the loop does, judged
+    against the quarter before ``at`` scored by the new champion. With ``score_refused``, a defect-risk challenger
+    the gate refused is scored so too, in the champion's place (a counterfactual: what promoting it would have
+    done). The gate's decisions, and the new model's weekly ``table`` and ``rows``, its ``version`` and whether it
+    was ``promoted`` (None when nothing was scored)."""
+    import shutil
+
+    from features.validate import load
+    from monitoring.outcomes import outcomes
+    from serving.runtime import Engine
+
+    if not store.exists():
+        shutil.copytree(settings.work_dir, store)
+    mine = settings.model_copy(update={"work_dir": store, "data_dir": Path(data_dir)})
+    decisions = retrain_at(load(data_dir, mine).tables, at, mine, store / "export", source)
+    out = {"at": at, "decisions": decisions, "new": None}
+    gate = decisions.get(MODEL, {})
+    if not gate.get("promoted") and not (score_refused and gate.get("challenger")):
+        return out
+    engine = Engine.from_settings(mine)
+    if not gate["promoted"]:  # the counterfactual: what the refused challenger would have done in its place
+        from training.tracking import load_bundle
+
+        engine.bundles[MODEL] = load_bundle(f"models:/{MODEL}/{gate['challenger']}")
+    known = outcomes(engine.tables, mine)[MODEL]
+    reference = reference_rows(engine, at)
+    later = [t for t in dates if t > at]
+    table, rows = run_weeks(engine, reference, known, later, mine, min_positives, truth)
+    out["new"] = {"table": table, "rows": rows, "version": gate["challenger"], "promoted": gate["promoted"]}
+    return out

@@ -91,7 +91,8 @@ class BadRequestsInOneLine(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ValidationError):
             first = exc.errors(include_url=False)[0]
-            record.msg = f"{record.msg}: 400, {_field(first['loc'])}: {first['msg']}"
+            said = f"{_field(first['loc'])}: {first['msg']}".replace("%", "%%")  # a field a request named may hold %
+            record.msg = f"{record.msg}: 400, {said}"
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True

@@ -102,8 +102,9 @@ def test_url_formats_the_services_answer_the_same(on_champions, expected, monkey
     """With --url the service's JSON is validated into the same object: the same table as in process."""
     asked = {}
 
-    def service(url, body):
+    def service(url, body, key=None):
         asked.update(url=url, body=body)
+        assert key is None  # no EQSMS_API_KEY in this environment: none sent
         return 200, expected
 
     monkeypatch.setattr("serving.local.call", service)
@@ -129,5 +130,5 @@ def test_url_mistakes_are_one_line(monkeypatch):
     nobody = f"http://127.0.0.1:{free_port()}"
     one_line_mistake(run(PROJECT, "--url", nobody), f"cannot reach the service at {nobody}", "eqsms serve")
     refusal = {"error": "project_id: unknown project id(s): P99999", "field": "project_id"}
-    monkeypatch.setattr("serving.local.call", lambda url, body: (404, refusal))
+    monkeypatch.setattr("serving.local.call", lambda url, body, key=None: (404, refusal))
     one_line_mistake(run("P99999", "--url", nobody), "(404)", "unknown project id(s): P99999", "PROJECT_ID")

@@ -165,7 +165,8 @@ def test_bento_builds_and_serves_without_the_mlflow_store(champions, server, tmp
         pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
     finally:
         stop(process)
-    assert not empty.exists()  # the MLflow store was never opened
+    assert not (empty / "mlflow.db").exists() and not (empty / "mlartifacts").exists()  # no MLflow store opened
+    assert (empty / "predictions.db").is_file()  # the prediction log is the service's own, in its work folder
 
 
 def test_bentofile_pins_the_project_dependencies():

@@ -376,3 +376,21 @@ def test_a_champion_is_judged_on_rows_it_never_learned_from():
     assert tracking.seen_until(SimpleNamespace(meta={"windows": windows})) == pd.Timestamp("2022-06-30")
     numbered = {"test": ["201901", "202052"]}  # a prepared table ordered by year-week: no time to compare
     assert tracking.seen_until(SimpleNamespace(meta={"windows": numbered})) is None
+
+
+def test_the_logged_test_rows_carry_the_tested_predictions(trained):
+    """The gate can judge the challenger on any subset of its test rows: the predictions logged with them are the
+    tested model's, so on all of them they give the logged test metric."""
+    import mlflow
+
+    from training.evaluate import score_rows
+
+    _, client, outcomes = trained
+    for name, outcome in outcomes.items():
+        spec = target_of(name)
+        path = mlflow.artifacts.download_artifacts(run_id=outcome.registered.run_id, artifact_path="test_rows.parquet")
+        rows = pd.read_parquet(path)
+        tested = {c.removeprefix(tracking.TESTED): rows[c].to_numpy() for c in rows if c.startswith(tracking.TESTED)}
+        assert tested, name
+        logged = client.get_run(outcome.registered.run_id).data.metrics[f"model.{spec.headline}"]
+        assert score_rows(spec, rows, tested)[spec.headline] == pytest.approx(logged, rel=1e-9)

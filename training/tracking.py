@@ -289,7 +289,7 @@ def log_training(
             mlflow.log_artifact(str(path))
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "test_rows.parquet"
-            result.test_rows.to_parquet(rows, index=False)
+            with_tested(result).to_parquet(rows, index=False)
             mlflow.log_artifact(str(rows))
             # One model, two flavors: the native booster with bundle.json and the extra boosters (what serving
             # loads), and a python_function whose predict gives the calibrated outputs (training.pyfunc).
@@ -381,8 +381,8 @@ def promote(
     The challenger is judged by the test metric it logged: measured on its test rows by the model fitted before
     them (the registered one is refit on every row, those included). It must be no worse than the reference class
     and the linear baseline on those rows (within ``baseline_tolerance``), the first model too, unless the rows are
-    too few to judge by (then it says so). The champion is judged on rows it never learned from
-    (:func:`champion_metric`): the challenger's test rows after its own data, else its own logged test metric. The
+    too few to judge by (then it says so). Challenger and champion are compared on rows neither learned from
+    (:func:`judged_on_fresh_rows`): the challenger's test rows after the champion's data, else each its own. The
     decision and both values are logged to the challenger's run and set as tags on its version. A move of
     ``@champion`` is recorded in the champion history first (``training.history``), by ``moved_by`` (default: the
     user or ``EQSMS_MOVED_BY``, and the command).
@@ -408,7 +408,7 @@ def promote(
             reason = "first model" + (f" ({few[0]}; not judged against the baselines)" if few else "")
             decision = Decision(name, True, reason, challenger, None, metric, new)
         else:
-            old, basis = champion_metric(client, name, champion, spec, rows)
+            new, old, basis = judged_on_fresh_rows(client, name, champion, spec, rows, new)
             better = _no_worse(new, old, metric, tolerance)
             said = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
             decision = Decision(name, better, f"{said} ({basis})", challenger, champion, metric, new, old)
@@ -433,20 +433,38 @@ def seen_until(bundle: ModelBundle) -> pd.Timestamp | None:
     return pd.Timestamp(span[1])
 
 
-def champion_metric(client: MlflowClient, name: str, champion: str, spec, rows: pd.DataFrame) -> tuple[float, str]:
-    """The champion's headline metric on rows it never learned from, and on which rows, in words: the challenger's
-    test rows after the champion's data (a champion refit on every row has seen the older ones, and would look
-    better than it is on them); when those are too few to judge by, its own logged test metric, measured on rows it
-    had not seen when it was trained."""
+TESTED = "_tested."  # test_rows.parquet's columns of the tested model's predictions (``_tested.probability``...)
+
+
+def with_tested(result: TrainResult) -> pd.DataFrame:
+    """The test rows as logged: ids, as_of, labels, features, and the tested model's predictions (the model fitted
+    before them), so the gate can score it on any subset of them later."""
+    tested = {k.removeprefix("model_"): v for k, v in result.predictions.items() if k.startswith("model_")}
+    return result.test_rows.assign(**{f"{TESTED}{k}": v for k, v in tested.items()})
+
+
+def judged_on_fresh_rows(
+    client: MlflowClient, name: str, champion: str, spec, rows: pd.DataFrame, logged: float
+) -> tuple[float, float, str]:
+    """The challenger's and the champion's headline metric on rows neither learned from, and which rows, in words.
+
+    The challenger's test rows after the champion's data (:func:`seen_until`: a champion refit on every row has
+    learned from the older ones, and would look better than it is on them), each model judged on exactly those: the
+    challenger by its tested predictions logged with them (``with_tested``), the champion by scoring them. When
+    they are too few to judge by, or the challenger's run logged no predictions (trained before they were), the
+    challenger's logged test metric against the champion's own logged test metric: each on rows it had not seen."""
     bundle = load_bundle(f"models:/{name}/{champion}")
     until = seen_until(bundle)
     fresh = rows if until is None else rows[pd.to_datetime(rows["as_of"]) > until]
-    if not too_few_to_judge(spec, fresh):
-        return gate_metric(bundle, fresh), f"{len(fresh):,} of the challenger's test rows it never learned from"
-    logged = client.get_run(client.get_model_version(name, champion).run_id).data.metrics.get(f"model.{spec.headline}")
-    if logged is not None:
-        return logged, "its own test rows: too few of the challenger's are new to it"
-    return gate_metric(bundle, rows), "the challenger's test rows, some of which it learned from"
+    tested = {c.removeprefix(TESTED): fresh[c].to_numpy() for c in fresh.columns if c.startswith(TESTED)}
+    if tested and not too_few_to_judge(spec, fresh):
+        new = score_rows(spec, fresh, tested)[spec.headline]
+        return new, gate_metric(bundle, fresh), f"both on {len(fresh):,} test rows newer than the champion's data"
+    version = client.get_model_version(name, champion)
+    theirs = client.get_run(version.run_id).data.metrics.get(f"model.{spec.headline}")
+    if theirs is not None:
+        return logged, theirs, "each on its own test rows: too few of the challenger's are new to the champion"
+    return logged, gate_metric(bundle, rows), "the challenger's test rows, some of which the champion learned from"
 
 
 def _no_worse(new: float, old: float, metric: str, tolerance: float) -> bool:
