@@ -373,8 +373,8 @@ def retrain_at(
     """A challenger of every target trained on the export as it stood at ``at`` (:func:`export_at`, written to
     ``folder``; the training :func:`train_champions` runs at the cut) into the store of ``settings``, each judged by
     the real promotion gate (``run_target`` with the gate: :func:`training.tracking.promote` with the settings'
-    tolerances, the champion judged on the challenger's test rows it never learned from); by model, whether it was
-    promoted, the gate's reason, both versions and both values of the gate's metric."""
+    tolerances, both models judged on the challenger's test rows newer than the champion's data); by model, whether
+    it was promoted, the gate's reason, both versions and both values of the gate's metric."""
     from features.targets import TARGETS
     from features.validate import load
     from training import tracking

@@ -48,3 +48,20 @@ def serve(env: dict[str, str], log: Path, timeout: float = 120) -> Server:
         stop(process)
         pytest.fail(f"{err}\n{log.read_text()[-4000:]}")
     return Server(base, process, log)
+
+
+class Clients:
+    """Client threads (``self.threads``) started on entering and, on leaving, told to stop (``self.stopped``) and
+    joined, each for at most ``join_seconds``."""
+
+    join_seconds = 60.0
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        for t in self.threads:
+            t.join(timeout=self.join_seconds)

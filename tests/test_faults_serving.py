@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from serving.local import call
-from tests.live import Server, serve
+from tests.live import Clients, Server, serve
 
 pytestmark = pytest.mark.slow  # real servers with two workers
 
@@ -214,9 +214,11 @@ def peers(pid: int, port: int) -> set[int]:
     }
 
 
-class KeepAliveLoad:
+class KeepAliveLoad(Clients):
     """Clients each on one keep-alive connection asking /v1/risk (today's, precomputed) until stopped; a client
     whose connection fails counts the failure, connects again and goes on."""
+
+    join_seconds = 90.0
 
     def __init__(self, host: str, port: int, served: OldSet) -> None:
         self.host, self.port, self.served = host, port, served
@@ -247,16 +249,6 @@ class KeepAliveLoad:
     def ports(self) -> dict[int, int]:
         """Each client's local port (its connection's end)."""
         return {k: c.sock.getsockname()[1] for k, c in self.connections.items() if c.sock is not None}
-
-    def __enter__(self) -> KeepAliveLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        for t in self.threads:
-            t.join(timeout=90)
 
 
 def answered_by(pid: int, host: str, port: int, body: dict) -> tuple[int, bool]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from serving.local import call
-from tests.live import serve
+from tests.live import Clients, serve
 
 pytestmark = pytest.mark.slow  # a real server with two workers
 
@@ -72,7 +72,7 @@ def drop_last_complaint(folder: Path) -> None:
     path.write_text("".join(lines[:-1]))
 
 
-class Load:
+class Load(Clients):
     """Clients asking /v1/risk (today's, precomputed) and /v1/risk/batch until stopped; every answer kept."""
 
     def __init__(self, base: str, projects: list[str], day: str) -> None:
@@ -93,16 +93,6 @@ class Load:
                 status, body = call(f"{self.base}/v1/risk", {"project_id": project, "as_of": self.day})
             self.answers.append((time.monotonic(), status, body))
             i += CLIENTS
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        for t in self.threads:
-            t.join(timeout=60)
 
 
 def test_new_champions_and_new_data_under_load_fail_nothing_and_mix_nothing(server, store):
