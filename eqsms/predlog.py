@@ -1167,13 +1167,19 @@ class NullLog:
         raise LogDisabled("the prediction log is off (prediction_log_url='off'): feedback cannot be kept")
 
 
+def log_url(settings: Any) -> str | None:
+    """The log's URL in settings: ``prediction_log_url``, by default SQLite in work_dir; None when it is 'off'."""
+    url = settings.prediction_log_url or default_url(settings.work_dir)
+    return None if url.strip().lower() == OFF else url
+
+
 def from_settings(settings: Any) -> PredictionLog | NullLog:
-    """The log the settings ask for: ``prediction_log_url`` (None: SQLite in work_dir; 'off': a :class:`NullLog`)."""
-    url = settings.prediction_log_url
-    if url is not None and url.strip().lower() == OFF:
+    """The log the settings ask for (:func:`log_url`; off: a :class:`NullLog`)."""
+    url = log_url(settings)
+    if url is None:
         return NullLog()
     return PredictionLog(
-        url or default_url(settings.work_dir),
+        url,
         flush_seconds=settings.prediction_log_flush_seconds,
         max_queue_rows=settings.prediction_log_max_queue,
     )

@@ -341,7 +341,7 @@ def retrain(
         fingerprint = folder_fingerprint(data_dir)
     except ContractError as err:
         fail(f"cannot retrain on {data_dir}", err)
-    verdict = _json(r.verdict_file(settings))
+    verdict = r.read_json(r.verdict_file(settings))
     reason = r.why_not(fingerprint, r.last_run(settings), when, verdict, force)
     run = r.Retrained(fingerprint)
     if reason:
@@ -378,10 +378,3 @@ def retrain(
     r.remember(settings, run)
     console.print(run.line(), highlight=False, soft_wrap=True)
     raise typer.Exit(run.status)
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -59,11 +59,16 @@ def verdict_file(settings: Settings) -> Path:
     return settings.monitor_page.parent / "verdict.json"
 
 
-def last_run(settings: Settings) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A state file written by this package (the last run, the monitor's verdict), or None when there is none."""
     try:
-        return json.loads(state_file(settings).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def last_run(settings: Settings) -> dict | None:
+    return read_json(state_file(settings))
 
 
 def remember(settings: Settings, run: Retrained) -> None:
@@ -101,11 +106,10 @@ def ask_reload(url: str, settings: Settings) -> tuple[bool, str]:
     said."""
     import urllib.error
 
-    from serving.local import call
+    from serving.local import call, client_key
 
-    key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
-        status, answer = call(f"{url.rstrip('/')}/v1/admin/reload", {}, timeout=600, key=key)
+        status, answer = call(f"{url.rstrip('/')}/v1/admin/reload", {}, timeout=600, key=client_key(settings))
     except (urllib.error.URLError, OSError) as err:
         return False, f"not reached at {url} ({getattr(err, 'reason', err)})"
     if status != 200 or not isinstance(answer, dict):

@@ -158,11 +158,11 @@ def ask_service(url: str, endpoint: str, body: dict | None) -> tuple[int, object
     refused key is one line naming what to fix."""
     import urllib.error
 
-    from serving.local import call
+    from serving.local import call, client_key
 
-    key = get_settings().api_key
+    key = client_key(get_settings())
     try:
-        status, answer = call(endpoint, body, key=key.get_secret_value() if key else None)
+        status, answer = call(endpoint, body, key=key)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         fail(f"cannot reach the service at {url}", f"{reason}: start it with `eqsms serve`, or check --url")

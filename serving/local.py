@@ -36,6 +36,11 @@ def start(
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def client_key(settings) -> str | None:
+    """The key this machine's commands send to a service (``api_key`` in settings, ``EQSMS_API_KEY``), if any."""
+    return settings.api_key.get_secret_value() if settings.api_key else None
+
+
 def call(url: str, body: dict | None = None, timeout: float = 30, key: str | None = None) -> tuple[int, dict]:
     """POST ``body`` as JSON (GET when None), with ``key`` as ``Authorization: Bearer`` when given; the status and
     the decoded JSON answer, errors included."""

@@ -139,10 +139,10 @@ def logged_predictions(settings: Settings) -> pd.DataFrame | None:
     reading never creates one)."""
     from sqlalchemy.engine import make_url
 
-    from eqsms.predlog import OFF, PredictionLog, default_url
+    from eqsms.predlog import PredictionLog, log_url
 
-    url = settings.prediction_log_url or default_url(settings.work_dir)
-    if url.strip().lower() == OFF:
+    url = log_url(settings)
+    if url is None:
         return None
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():

@@ -245,17 +245,29 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("case", "route", "payload", "status", "field"), BAD, ids=[b[0] for b in BAD])
-def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(http, case, route, payload, status, field):
+def sent(http, route: str, payload):
+    """``payload`` to ``route``: a GET when None, bytes as they are, anything else as JSON."""
+    if payload is None:
+        return http.get(route)
     if isinstance(payload, bytes):
-        response = http.post(route, content=payload, headers={"Content-Type": "application/json"})
-    else:
-        response = http.post(route, json=payload)
-    assert response.status_code == status, f"{case}: {response.text}"
+        return http.post(route, content=payload, headers={"Content-Type": "application/json"})
+    return http.post(route, json=payload)
+
+
+def assert_names_the_field(http, response, case: str, status: int, field: str) -> dict:
+    """A refusal with ``status`` whose body names ``field`` and says what is wrong; the service answers the next
+    request as if nothing happened. The refusal's body."""
+    assert response.status_code == status, f"{case}: {response.text[:500]}"
     answer = response.json()
     assert answer["field"] == field and answer["error"].startswith(f"{field}: "), answer
     assert len(answer["error"]) > len(field) + 5  # the problem is said, not only the field
     assert http.post("/v1/risk", json={"project_id": PROJECT, "as_of": AS_OF, "top_k": 0}).status_code == 200
+    return answer
+
+
+@pytest.mark.parametrize(("case", "route", "payload", "status", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(http, case, route, payload, status, field):
+    assert_names_the_field(http, sent(http, route, payload), case, status, field)
 
 
 def test_validation_error_bodies_get_the_field():
