@@ -19,9 +19,9 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from eqsms.cli_kit import console, fail, summary, took, where
+from eqsms.cli_kit import console, fail, one_of, summary, took, where
 from eqsms.settings import Settings, get_settings
-from monitoring.retrain import verdict_file
+from monitoring.retrain import WHEN, verdict_file
 
 app = typer.Typer(add_completion=False)
 EXPERIMENT = "eqsms-monitoring"
@@ -320,7 +320,8 @@ def retrain(
     when: Annotated[
         str,
         typer.Option(
-            help="changed: whenever the export changed; flagged: only when the monitor's last verdict flagged a model"
+            help="changed: whenever the export changed; flagged: only when the monitor's last verdict flagged a model",
+            callback=one_of(WHEN),
         ),
     ] = "changed",
     force: Annotated[bool, typer.Option("--force", help="retrain even on the export last retrained on")] = False,

@@ -41,6 +41,8 @@ def test_an_export_that_cannot_be_used_is_exit_2_in_one_line(tmp_path, monkeypat
     broken = tmp_path / "export"
     shutil.copytree(WORLD, broken)
     (broken / "milestones.csv").write_text("milestone_id,project_id\nM1,P1\n")
+    unknown = run(WORLD, "--when", "sometimes")
+    assert unknown.exit_code == CANNOT and "'sometimes' is not one of changed, flagged" in unknown.output
     refused = run(broken)
     assert refused.exit_code == CANNOT and "milestones" in refused.output
     assert "cannot use" in refused.output.strip().splitlines()[-1]
