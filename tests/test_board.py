@@ -370,7 +370,7 @@ def test_the_accuracy_view_shows_how_the_predictions_held_up(board, champions):
         assert "812" in text and "roc_auc worse than the reference class" in text
         # and the champion history the gate recorded: the session's first model
         assert page.locator("section.champion-history tr[data-action='first model']").count() == 1
-        board.shot("held-up")
+        board.shot("held-up", full_page=True)
     finally:
         summary.unlink()
 
