@@ -324,12 +324,20 @@ def retrain(
             callback=one_of(WHEN),
         ),
     ] = "changed",
+    min_days: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="retrain only when the export holds at least this many days of facts after the last retrain's",
+        ),
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="retrain even on the export last retrained on")] = False,
 ) -> None:
     """Validate, build the datasets, train the challengers, gate, promote or not, and tell the service to reload:
     one line to end with, and exit 0 (done, or nothing to do), 1 (promoted but the service not told) or 2 (could not
     run). For cron or any scheduler."""
     from features.cli import load_or_exit
+    from features.contract import latest_fact
     from features.datasets import folder_fingerprint
     from features.io import ContractError
     from monitoring import retrain as r
@@ -342,14 +350,19 @@ def retrain(
         fingerprint = folder_fingerprint(data_dir)
     except ContractError as err:
         fail(f"cannot retrain on {data_dir}", err)
-    verdict = r.read_json(r.verdict_file(settings))
-    reason = r.why_not(fingerprint, r.last_run(settings), when, verdict, force)
+    verdict, last = r.read_json(r.verdict_file(settings)), r.last_run(settings)
     run = r.Retrained(fingerprint)
+    reason = r.why_not(fingerprint, last, when, verdict, force)
+    if not reason:
+        data = load_or_exit(data_dir)
+        until = latest_fact(data.tables)
+        run.data_until = None if until is None else str(until)
+        reason = None if force else r.too_soon(until, last, min_days)
     if reason:
         run.reason = reason
         console.print(run.line(), highlight=False, soft_wrap=True)
         return
-    datasets = training_datasets(data_dir, settings, all_targets("all"), load_or_exit)
+    datasets = training_datasets(data_dir, settings, all_targets("all"), lambda _folder: data)
     try:
         client = open_store(settings)
     except StoreUnavailable as err:

@@ -34,6 +34,7 @@ class Retrained:
     """What one run did, as the summary line and ``last.json`` say it."""
 
     fingerprint: str | None
+    data_until: str | None = None  # the export's newest fact (``--min-days`` counts new data from it)
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     trained: bool = False
     reason: str = ""
@@ -89,6 +90,24 @@ def why_not(fingerprint: str | None, last: dict | None, when: str, verdict: dict
         said = "no verdict yet: run `eqsms monitor`" if verdict is None else "the monitor raised no flag"
         return f"nothing to do: {said}"
     return None
+
+
+def too_soon(until, last: dict | None, min_days: float) -> str | None:
+    """Why an export whose newest fact is ``until`` is too little new data to retrain on: fewer than ``min_days``
+    days of facts after the export the last training run used (``--min-days``; data time, not the clock, so a
+    weekly cron with ``--when flagged`` retrains at most every ``min_days`` days of data however often it flags)."""
+    import pandas as pd
+
+    before = (last or {}).get("data_until") if (last or {}).get("trained") else None
+    if not min_days or before is None or until is None:
+        return None
+    days = (pd.Timestamp(until) - pd.Timestamp(before)) / pd.Timedelta(days=1)
+    if days >= min_days:
+        return None
+    return (
+        f"nothing to do: {days:.0f} days of new data since the last retrain (data to {pd.Timestamp(before).date()}); "
+        f"--min-days asks for {min_days:g}"
+    )
 
 
 def told(decision) -> str:

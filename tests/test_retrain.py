@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from eqsms.cli import app
 from eqsms.settings import Settings
-from monitoring.retrain import CANNOT, DONE, NOT_TOLD, why_not
+from monitoring.retrain import CANNOT, DONE, NOT_TOLD, too_soon, why_not
 from serving.local import free_port
 
 WORLD = Settings.model_construct().data_dir
@@ -28,6 +28,16 @@ def test_when_flagged_it_waits_for_the_monitor():
     assert "run `eqsms monitor`" in why_not("new", None, "flagged", None, force=False)
     assert "no flag" in why_not("new", None, "flagged", {"flagged": False, "reasons": []}, force=False)
     assert why_not("new", None, "flagged", {"flagged": True, "reasons": ["x"]}, force=False) is None
+
+
+def test_min_days_counts_days_of_new_data_since_the_last_training():
+    last = {"fingerprint": "abc", "trained": True, "data_until": "2021-06-01 00:00:00"}
+    said = too_soon("2021-06-20", last, 28)
+    assert "19 days of new data" in said and "--min-days asks for 28" in said
+    assert too_soon("2021-06-29", last, 28) is None  # 28 days: enough
+    assert too_soon("2021-06-20", last, 0) is None  # not asked
+    assert too_soon("2021-06-20", {**last, "trained": False}, 28) is None  # the last run did not train
+    assert too_soon("2021-06-20", {"fingerprint": "abc", "trained": True}, 28) is None  # a run before data_until
 
 
 def run(*args: str):
@@ -61,5 +71,6 @@ def test_a_first_retrain_promotes_and_says_when_the_service_was_not_told(tmp_pat
     assert line.startswith("retrain ATTENTION") and "defect_risk promoted v1" in line and "not reached" in line
     kept = json.loads((tmp_path / "retrain" / "last.json").read_text())
     assert kept["trained"] and sorted(kept["promoted"]) == ["churn", "defect_risk", "delay"]
+    assert kept["data_until"].startswith("20")  # the export's newest fact, which --min-days counts from
     again = run(WORLD, "--url", down)
     assert again.exit_code == DONE and "nothing to do" in again.output
