@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from eqsms.settings import Settings
-from features.contract import TABLES
+from features.contract import TABLES, latest_fact
 from features.families import (
     MILESTONE_FAMILIES,
     MILESTONE_OWN_FAMILIES,
@@ -132,11 +132,13 @@ def build_dataset(spec: TargetSpec | str, ctx: Context, data_hash: str = "") -> 
     ids, labels = list(spec.id_columns), list(spec.label_columns)
     frame = pd.concat([rows[[*ids, "as_of", *labels]], features], axis=1).reset_index(drop=True)
     window = [str(frame["as_of"].min().date()), str(frame["as_of"].max().date())] if len(frame) else [None, None]
+    newest = latest_fact(ctx.tables)
     meta = {
         **expected_meta(spec, ctx.settings, data_hash),
         "rows": len(frame),
         "feature_columns": list(features.columns),
         "as_of_window": window,
+        "data_until": None if newest is None else str(newest),  # the export's newest fact: what it was built at
     }
     meta["fingerprint"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
     return Dataset(spec.name, frame, ids, labels, list(features.columns), meta)

@@ -22,6 +22,7 @@ import typer
 from eqsms.cli_kit import console, fail, one_of, summary, took, where
 from eqsms.settings import Settings, get_settings
 from monitoring.retrain import WHEN, verdict_file
+from monitoring.watch import RECENT_WEEKS, headline, watch, watched_models
 
 app = typer.Typer(add_completion=False)
 EXPERIMENT = "eqsms-monitoring"
@@ -74,7 +75,7 @@ def monitor(
     said = verdict(judged, known, min_rows, at, watched)
     page.write_text(render(table, pooled, len(predictions), at, data_dir, watched), encoding="utf-8")
     verdict_file(settings).write_text(json.dumps(said, indent=2, default=str) + "\n")
-    board = board_summary(pooled, said, len(predictions), at) | {"watched": watched}
+    board = board_summary(pooled, said, len(predictions), at, watched)
     summary_file(settings).write_text(json.dumps(plain(board), default=str, allow_nan=False))
     summary(
         "monitor",
@@ -84,8 +85,8 @@ def monitor(
             "outcomes known by": str(at),
             "page": where(page),
             "MLflow runs": ", ".join(f"{m} {r[:8]}" for m, r in runs.items()) or "none",
-            "drift (defect_risk)": watched.get("reason") or watched.get("note", ""),
-            "estimated AUC (defect_risk)": _num(watched.get("estimated_auc")),
+            "drift": drift_line(watched),
+            "estimated": "; ".join(f"{name}: {headline(entry)}" for name, entry in watched.items()),
             "verdict": "; ".join(said["reasons"]) or "no flag",
             "took": took(started),
         },
@@ -99,9 +100,9 @@ def summary_file(settings: Settings) -> Path:
     return settings.monitor_page.parent / "summary.json"
 
 
-def board_summary(pooled: pd.DataFrame, said: dict, logged: int, at: pd.Timestamp) -> dict:
-    """Per model, each version's judged rows and metrics beside the reference class's (no curves), and the
-    verdict."""
+def board_summary(pooled: pd.DataFrame, said: dict, logged: int, at: pd.Timestamp, watched: dict | None = None) -> dict:
+    """Per model, each version's judged rows and metrics beside the reference class's (no curves), the verdict,
+    and the watch by model (``watched``: :func:`monitoring.watch.watch`'s)."""
     from features.targets import TARGETS
 
     models: dict[str, list[dict]] = {}
@@ -116,34 +117,22 @@ def board_summary(pooled: pd.DataFrame, said: dict, logged: int, at: pd.Timestam
                 "metrics": {m: (None if v is None or pd.isna(v) else float(v)) for m, v in shown.items()},
             }
         )
-    return {"outcomes_known_by": str(at), "predictions_logged": logged, "models": models, "verdict": said}
+    return {
+        "outcomes_known_by": str(at),
+        "predictions_logged": logged,
+        "models": models,
+        "verdict": said,
+        "watched": watched or {},
+    }
 
 
-RECENT_WEEKS = 4  # the verdict judges the latest weeks of predictions whose outcomes are known
-
-
-def watch(settings: Settings, data_dir: Path, at: pd.Timestamp, known: dict) -> dict:
-    """Before the outcomes arrive (issue 13 §3), for defect risk: the export's open milestones over the latest
-    :data:`RECENT_WEEKS` weeks scored by the champion, as the service logs them, against the same rows in the quarter
-    before the champion's data ended (``monitoring.loop``): feature and prediction drift, and the ROC-AUC estimated
-    from the probabilities alone (valid while the model is calibrated). ``note`` says why not, when it cannot."""
-    from monitoring.loop import MODEL, WEEK, judge_week, reference_rows, scored_rows
-    from serving.runtime import Engine, NotReady
-    from training.tracking import seen_until
-
-    try:
-        engine = Engine.from_settings(settings.model_copy(update={"data_dir": Path(data_dir).resolve()}))
-    except NotReady as err:
-        return {"note": f"not watched: {str(err).splitlines()[0]}"}
-    bundle = engine.bundles[MODEL]
-    cut = seen_until(bundle)
-    if cut is None:
-        return {"note": "not watched: the champion's data window is not dated"}
-    last = at.normalize()
-    current = pd.concat([scored_rows(engine, last - k * WEEK) for k in range(RECENT_WEEKS)], ignore_index=True)
-    reference = reference_rows(engine, cut)
-    week = judge_week(current, reference, bundle.features, bundle.categorical, settings, known[MODEL])
-    return {"model": MODEL, "reference_until": str(cut.date()), "weeks": RECENT_WEEKS, **week}
+def drift_line(watched: dict) -> str:
+    """The summary's drift line: each model's drift reason (FLAGGED first when it flagged), or its note."""
+    said = []
+    for name, entry in watched_models(watched).items():
+        text = entry.get("note") or entry.get("reason", "")
+        said.append(f"{name}: {'FLAGGED: ' if entry.get('flagged') else ''}{text}")
+    return "; ".join(said)
 
 
 def plain(value):
@@ -164,7 +153,8 @@ def _num(value) -> str:
 def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp, watched: dict | None = None) -> dict:
     """Whether a model should be retrained (``eqsms retrain --when flagged`` reads it): flagged when, on its latest
     :data:`RECENT_WEEKS` weeks of judged predictions, its headline metric is worse than the reference class's on the
-    same rows, or when the watch (:func:`watch`) flagged drift."""
+    same rows, or when the watch (:func:`monitoring.watch.watch`, by model) flagged drift: a reason a model,
+    ``<model> v<version>: drift: ...`` (the board lists a model's reasons by its name)."""
     from features.targets import TARGETS
     from monitoring.judge import overall
     from training.metrics import HIGHER_IS_BETTER
@@ -182,8 +172,10 @@ def verdict(judged: pd.DataFrame, known: dict, min_rows: int, at: pd.Timestamp, 
                     f"{line['model']} v{line['model_version']}: {metric} {ours:.3f} worse than the reference class "
                     f"({theirs:.3f}) over the latest {RECENT_WEEKS} weeks"
                 )
-    if (watched or {}).get("flagged"):
-        reasons.append(f"{watched['model']}: drift: {watched['reason']}")
+    for name, entry in watched_models(watched or {}).items():
+        if entry.get("flagged"):
+            version = f" v{entry['version']}" if entry.get("version") else ""
+            reasons.append(f"{name}{version}: drift: {entry['reason']}")
     return {"at": str(at), "flagged": bool(reasons), "reasons": reasons}
 
 
@@ -260,18 +252,7 @@ def render(
         f"<p>{logged:,} predictions logged; judged by the outcomes known in {html.escape(str(data_dir))} by "
         f"{html.escape(str(at))}. Each model beside the reference class scored on the same rows.</p>",
     ]
-    parts.append("<h2>Watched before the outcomes</h2>")
-    if "note" in watched:
-        parts.append(f"<p>{html.escape(watched['note'])}</p>")
-    else:
-        parts.append(
-            f"<p>{html.escape(watched['model'])}: the open milestones of the latest {watched['weeks']} weeks "
-            f"({watched['rows']:,} rows) against the quarter before the champion's data ended "
-            f"({html.escape(watched['reference_until'])}). Drift: {html.escape(watched['reason'])}. Prediction PSI "
-            f"{_num(watched['prediction_psi'])}. ROC-AUC estimated from the probabilities alone "
-            f"{_num(watched['estimated_auc'])} (chance spread {_num(watched['auc_spread'])}); realised where the "
-            f"outcome is known {_num(watched.get('realised_auc'))}.</p>"
-        )
+    parts += watched_section(watched)
     if table.empty:
         parts.append("<p>No logged prediction has a known outcome yet.</p>")
     for name, group in table.groupby("model") if not table.empty else []:
@@ -295,6 +276,46 @@ def render(
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+WATCHED_ROWS = {  # what the page shows of each kind's watch
+    "classifier": (("estimated ROC-AUC (probabilities alone)", "estimated_auc"), ("chance spread", "auc_spread"),
+                   ("expected positive rate", "expected_positive_rate"), ("realised ROC-AUC", "realised_auc")),
+    "slip": (("estimated MAE, days (band mix)", "estimated_mae"), ("P(late) PSI", "late_probability_psi"),
+             ("estimated P(late) ROC-AUC", "estimated_late_auc"), ("chance spread", "late_auc_spread"),
+             ("expected P(late) Brier", "expected_late_brier"), ("realised MAE, days", "realised_mae"),
+             ("realised P(late) ROC-AUC", "realised_late_auc")),
+}  # fmt: skip
+
+
+def watched_section(watched: dict) -> list[str]:
+    """The page's watch: a table a model (rows, drift, prediction PSI, its estimates and what is realised so far)."""
+    parts = [
+        "<h2>Watched before the outcomes</h2>",
+        f"<p>Each champion's rows of the latest {RECENT_WEEKS} weeks, as the service logs them (open milestones in "
+        "the model's domain; open projects for churn), against the same rows over the quarter before its data "
+        "ended. Estimates assume the model is still calibrated.</p>",
+    ]
+    for name, entry in watched_models(watched).items():
+        version = f" v{entry['version']}" if entry.get("version") else ""
+        title = f"<h3>{html.escape(name + version)}</h3>"
+        if "note" in entry:
+            parts.append(f"{title}<p>{html.escape(entry['note'])}</p>")
+            continue
+        mark = " class='worse'" if entry.get("flagged") else ""
+        cells = [
+            ("rows (reference)", f"{entry['rows']:,} ({entry.get('reference_rows', 0):,} until "
+             f"{html.escape(str(entry.get('reference_until')))})"),
+            ("drift", f"<span{mark}>{'flagged: ' if entry.get('flagged') else ''}"
+             f"{html.escape(str(entry.get('reason', '')))}</span>"),
+            ("prediction PSI", _num(entry.get("prediction_psi"))),
+            *((label, _num(entry.get(key))) for label, key in WATCHED_ROWS.get(entry.get("kind"), ())),
+        ]  # fmt: skip
+        if entry.get("mae_note"):
+            cells.append(("note", html.escape(entry["mae_note"])))
+        rows = "".join(f"<tr><th>{label}</th><td>{value}</td></tr>" for label, value in cells)
+        parts.append(f"{title}<table>{rows}</table>")
+    return parts
 
 
 def _pair(line: pd.Series, metric: str) -> str:

@@ -22,7 +22,7 @@ category's NaN count in their own bin, so a field going dark moves PSI, and its 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -270,20 +270,30 @@ def categorical_row(name: str, reference: Iterable, current: Iterable, threshold
     return _judge(row, thresholds)
 
 
-def drift_summary(table: pd.DataFrame, thresholds: MonitorSettings, prediction: dict | None = None) -> dict:
+def drift_summary(
+    table: pd.DataFrame,
+    thresholds: MonitorSettings,
+    prediction: dict | None = None,
+    outputs: Mapping[str, dict] | None = None,
+) -> dict:
     """A model's drift in a few figures (the monitor report's headline, gauges on /metrics): features judged and
-    drifted (named, largest PSI first), the largest PSI, the predictions' PSI, and ``flagged``: at least
-    ``drift_features_flagged`` features drifted, or the predictions did; ``reason`` says which, in words."""
+    drifted (named, largest PSI first), the largest PSI, the predictions' PSI (and each other output's in
+    ``outputs``, by name, as :func:`prediction_drift` gives them: the slip model's P(late) beside its slip), and
+    ``flagged``: at least ``drift_features_flagged`` features drifted, or the predictions or another output did;
+    ``reason`` says which, in words."""
     judged = table[table["judged"].astype(bool)]
     drifted = judged[judged["drifted"].astype(bool)].sort_values("psi", ascending=False)
+    outputs = dict(outputs or {})
     by_features = len(drifted) >= thresholds.drift_features_flagged
     by_prediction = bool(prediction and prediction["drifted"])
+    by_output = any(row["drifted"] for row in outputs.values())
     reasons = []
     if len(drifted):
         named = ", ".join(drifted["feature"])
         reasons.append(f"{len(drifted)} feature(s) drifted (flag at {thresholds.drift_features_flagged}): {named}")
     if prediction and prediction["reason"]:
         reasons.append(f"predictions: {prediction['reason']}")
+    reasons += [f"{name}: {row['reason']}" for name, row in outputs.items() if row["reason"]]
     if len(judged) < len(table):
         reasons.append(
             f"{len(table) - len(judged)} feature(s) not judged (fewer than {thresholds.drift_min_rows} rows)"
@@ -296,7 +306,8 @@ def drift_summary(table: pd.DataFrame, thresholds: MonitorSettings, prediction: 
         "max_psi": float(judged["psi"].max()) if len(judged) else float("nan"),
         "prediction_psi": float(prediction["psi"]) if prediction else float("nan"),
         "prediction_drifted": by_prediction,
-        "flagged": by_features or by_prediction,
+        "outputs_psi": {name: float(row["psi"]) for name, row in outputs.items()},
+        "flagged": by_features or by_prediction or by_output,
         "reason": "; ".join(reasons) or "no drift",
     }
 

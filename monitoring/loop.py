@@ -37,9 +37,16 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from eqsms.settings import Settings
-from features.targets import MILESTONE
+from features.targets import CLASSIFIER, MILESTONE, SLIP, TARGETS, horizon_band
 from monitoring.drift import drift_summary, feature_drift, prediction_drift
-from monitoring.estimate import estimate, estimated_auc
+from monitoring.estimate import (
+    auc_spread,
+    estimate,
+    estimated_auc,
+    estimated_mae,
+    expected_brier,
+    expected_positive_rate,
+)
 
 MODEL = "defect_risk"  # the model the loop judges: the classifier whose AUC the estimate is for
 LABEL = "first_pass_failed"
@@ -136,28 +143,60 @@ def train_champions(data_dir: Path, settings: Settings, source: str = "monitorin
 
 
 # ------------------------------------------------------------------------------------------------- a week
+OUTPUTS = {CLASSIFIER: ("probability",), SLIP: ("expected_slip_days", "late_probability")}  # watched, by kind
+CLIENT_IDS = ("project_id", "client_id", "as_of")
+
+
+def row_ids(model: str = MODEL) -> tuple[str, ...]:
+    """The id columns of ``model``'s logged rows: a milestone's (:data:`IDS`), or a project's and its client's."""
+    return IDS if TARGETS[model].scope == MILESTONE else CLIENT_IDS
+
+
+def outcome_key(model: str = MODEL) -> str:
+    """The column a logged row of ``model`` meets its outcome on (as ``monitoring.judge`` joins them)."""
+    return "milestone_id" if TARGETS[model].scope == MILESTONE else "project_id"
+
+
 def scored_rows(engine, as_of: pd.Timestamp, model: str = MODEL) -> pd.DataFrame:
-    """The rows the service would log for ``model`` at ``as_of``: one per open milestone of every open project
-    (begun, not handed over) that is in the model's domain, i.e. planned at most ``as_of_lead_days`` ahead (the
-    farthest its training rows reach) or overdue; ids, ``as_of``, the model's features and its ``probability``."""
-    block = engine.block(engine.open_projects(as_of), as_of, top_k=0)
-    if not len(block.rows):
-        return pd.DataFrame(columns=[*IDS, "probability"])
-    bundle = engine.bundles[model]
-    columns = block.columns[MILESTONE]
-    frame = pd.DataFrame({name: columns[name] for name in bundle.features if name in columns})
-    frame.insert(0, "probability", block.scored[model].outputs["probability"])
-    ids = block.rows[list(IDS)].reset_index(drop=True)
-    rows = pd.concat([ids, frame], axis=1)
-    ahead = (rows["planned_date"] - as_of) / pd.Timedelta(days=1)
+    """The rows the service would log for ``model`` at ``as_of`` (:func:`rows_of` the block of every open project,
+    begun and not handed over, scored at ``as_of``)."""
+    return rows_of(engine, engine.block(engine.open_projects(as_of), as_of, top_k=0), model)
+
+
+def rows_of(engine, block, model: str = MODEL) -> pd.DataFrame:
+    """``model``'s rows of a scored block, as the service logs them (``serving.recorder``), by the scope its target
+    declares: a milestone target's, one per open milestone in its domain, i.e. planned at most ``as_of_lead_days``
+    ahead (the farthest its training rows reach) or overdue; a client target's, one per open project (the service
+    answers it for each project it is asked about, at any point of the project, though it learned from handovers).
+    Ids (:func:`row_ids`), the model's watched outputs (:data:`OUTPUTS`: ``probability``; the expected slip and
+    P(late)) and its features."""
+    spec, bundle = TARGETS[model], engine.bundles[model]
+    outputs, ids = OUTPUTS[spec.kind], row_ids(model)
+    if spec.scope == MILESTONE and not len(block.rows):
+        return pd.DataFrame(columns=[*ids, *outputs])
+    columns = block.columns[spec.scope]
+    scored = block.scored[model].outputs
+    frame = pd.DataFrame(
+        {**{name: scored[name] for name in outputs}, **{n: columns[n] for n in bundle.features if n in columns}}
+    )
+    if spec.scope != MILESTONE:
+        clients = engine.projects["client_id"].reindex(block.project_ids).to_numpy(dtype=object)
+        who = pd.DataFrame({"project_id": block.project_ids, "client_id": clients, "as_of": block.as_of})
+        return pd.concat([who, frame], axis=1)
+    rows = pd.concat([block.rows[list(IDS)].reset_index(drop=True), frame], axis=1)
+    ahead = (rows["planned_date"] - block.as_of) / pd.Timedelta(days=1)
     return rows[ahead <= engine.settings.as_of_lead_days].reset_index(drop=True)
 
 
-def realised(rows: pd.DataFrame, outcomes: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
-    """``rows`` with their outcome (``label``) where it became known after the row's ``as_of`` (the milestone was
-    reached, its acceptance recorded); rows whose outcome the data does not hold are left out."""
-    known = outcomes[["milestone_id", label, "known_at"]]
-    both = rows.merge(known, on="milestone_id", how="inner")
+def realised(
+    rows: pd.DataFrame, outcomes: pd.DataFrame, label: str | tuple[str, ...] = LABEL, key: str = "milestone_id"
+) -> pd.DataFrame:
+    """``rows`` with their outcome (``label``, or several label columns, the first the one a row needs; met on
+    ``key``) where it became known after the row's ``as_of`` (the milestone was reached, its acceptance recorded;
+    the client's window closed); rows whose outcome the data does not hold are left out."""
+    labels = [label] if isinstance(label, str) else list(label)
+    known = outcomes[[key, *labels, "known_at"]].dropna(subset=labels[:1])
+    both = rows.merge(known, on=key, how="inner")
     return both[both["known_at"] > both["as_of"]].reset_index(drop=True)
 
 
@@ -170,33 +209,96 @@ def judge_week(
     outcomes: pd.DataFrame,
     min_positives: int = MIN_POSITIVES,
     truth: pd.Series | None = None,
+    model: str = MODEL,
+    meta: dict | None = None,
 ) -> dict:
-    """One week's row: its rows, drift against ``reference`` (features and predictions, flagged as the settings
-    say), the estimated AUC of all its predictions (what the monitor has that week) with its chance spread, and the
-    AUC realised on its rows whose outcome the data holds (with how many; NaN with fewer than ``min_positives``
-    positives or negatives: noise, not a figure). Given the ``truth`` (an oracle's probability per milestone id),
-    also the AUC those rows' predictions realise on average (:func:`expected_auc`)."""
+    """One week's row for ``model``: its rows, drift against ``reference`` (features and each watched output,
+    flagged as the settings say), the performance estimated from its outputs alone (:func:`estimated`; ``meta``: the
+    bundle's, for the slip model's MAE by band) and the performance realised on its rows whose outcome the data
+    holds (:func:`realised_figures`). A classifier's AUC is NaN with fewer than ``min_positives`` positives or
+    negatives: noise, not a figure. Given the ``truth`` (an oracle's probability per milestone id), also the AUC
+    those rows' predictions realise on average (:func:`expected_auc`)."""
+    spec = TARGETS[model]
+    main, *others = OUTPUTS[spec.kind]
     table = feature_drift(reference, current, features, set(categorical), settings)
-    prediction = prediction_drift(reference["probability"], current["probability"], settings)
-    drift = drift_summary(table, settings, prediction)
-    p = current["probability"].to_numpy(dtype="float64")
-    est = estimate(p, settings.risk_levels[MODEL][-1]) if len(p) else {}
-    judged = realised(current, outcomes)
-    oracle = float("nan")
-    if truth is not None and len(judged):
-        oracle = expected_auc(judged["probability"], judged["milestone_id"].map(truth))
-    return {
+    prediction = prediction_drift(reference[main], current[main], settings)
+    more = {name: prediction_drift(reference[name], current[name], settings) for name in others}
+    drift = drift_summary(table, settings, prediction, more)
+    judged = realised(current, outcomes, spec.label_columns, outcome_key(model))
+    out = {
         "rows": len(current),
         "features_drifted": drift["features_drifted"],
         "drifted": drift["drifted"],
         "prediction_psi": drift["prediction_psi"],
+        **{f"{name}_psi": psi for name, psi in drift["outputs_psi"].items()},
         "flagged": drift["flagged"],
         "reason": drift["reason"],
-        "estimated_auc": est.get("estimated_auc", float("nan")),
-        "auc_spread": est.get("auc_spread", float("nan")),
-        "expected_positive_rate": est.get("expected_positive_rate", float("nan")),
-        **realised_auc(judged, min_positives),
-        "oracle_auc": oracle,
+        **estimated(current, model, settings, meta),
+        **realised_figures(judged, model, min_positives),
+    }
+    if spec.kind == CLASSIFIER:
+        oracle = float("nan")
+        if truth is not None and len(judged):
+            oracle = expected_auc(judged["probability"], judged[outcome_key(model)].map(truth))
+        out["oracle_auc"] = oracle
+    return out
+
+
+def estimated(current: pd.DataFrame, model: str, settings: Settings, meta: dict | None = None) -> dict:
+    """What ``model``'s outputs on ``current`` say of its performance before the outcomes
+    (:mod:`monitoring.estimate`). A classifier: the estimated ROC-AUC (CBPE) with its chance spread and the expected
+    positive rate. The slip model: its P(late) is a calibrated probability, so the same for being late
+    (``estimated_late_auc``, ``late_auc_spread``, ``expected_late_brier``, ``expected_late_rate``), and the MAE
+    expected from its test MAE by horizon band weighted by the rows' bands (``estimated_mae``, from ``meta``'s
+    evidence), or ``mae_note`` saying why not."""
+    nan = float("nan")
+    if TARGETS[model].kind == CLASSIFIER:
+        p = current["probability"].to_numpy(dtype="float64")
+        est = estimate(p, settings.risk_levels[model][-1]) if len(p) else {}
+        keys = ("estimated_auc", "auc_spread", "expected_positive_rate")
+        return {k: est.get(k, nan) for k in keys}
+    p = current["late_probability"].to_numpy(dtype="float64")
+    out = {
+        "estimated_late_auc": estimated_auc(p) if len(p) else nan,
+        "late_auc_spread": auc_spread(p) if len(p) else nan,
+        "expected_late_brier": expected_brier(p) if len(p) else nan,
+        "expected_late_rate": expected_positive_rate(p) if len(p) else nan,
+    }
+    mae, note = estimated_mae_of(current, meta or {})
+    return {**out, "estimated_mae": mae, **({"mae_note": note} if note else {})}
+
+
+def estimated_mae_of(current: pd.DataFrame, meta: dict) -> tuple[float, str | None]:
+    """The slip model's MAE expected on ``current`` (:func:`monitoring.estimate.estimated_mae`): each row's horizon
+    band from its days to the plan (``meta["time_to_plan"]``, ``meta["near_days"]``), weighted by the test MAE of
+    each band the bundle logged (``meta["evidence"]["bands"]``); NaN and why when the bundle or the rows lack it."""
+    bands = (meta.get("evidence") or {}).get("bands") or {}
+    by_band = {band: figures["mae"] for band, figures in bands.items() if figures.get("mae") is not None}
+    clock, near = meta.get("time_to_plan"), meta.get("near_days")
+    if not by_band or clock is None or near is None:
+        return float("nan"), "no estimated MAE: the model logged no test MAE by horizon band"
+    if clock not in current:
+        return float("nan"), f"no estimated MAE: the rows have no {clock}"
+    try:
+        return estimated_mae(horizon_band(current[clock].to_numpy(dtype="float64"), near), by_band), None
+    except ValueError as err:
+        return float("nan"), f"no estimated MAE: {err}"
+
+
+def realised_figures(judged: pd.DataFrame, model: str, min_positives: int = MIN_POSITIVES) -> dict:
+    """The performance realised on the rows whose outcome is known: a classifier's :func:`realised_auc`; the slip
+    model's rows judged, MAE of the expected slip, and the realised late rate and P(late) AUC (NaN below
+    ``min_positives`` late or on-time rows)."""
+    spec = TARGETS[model]
+    if spec.kind == CLASSIFIER:
+        return realised_auc(judged, min_positives, spec.label)
+    late = realised_auc(judged, min_positives, "late", "late_probability")
+    slip = judged["expected_slip_days"].to_numpy(dtype="float64") - judged[spec.label].to_numpy(dtype="float64")
+    return {
+        "judged": late["judged"],
+        "realised_mae": float(np.mean(np.abs(slip))) if len(slip) else float("nan"),
+        "realised_late_rate": late["realised_rate"],
+        "realised_late_auc": late["realised_auc"],
     }
 
 
@@ -216,24 +318,27 @@ def expected_auc(scores: Iterable, truth: Iterable) -> float:
     return float((np.sum(s * below) + 0.5 * np.sum(s * f - d)) / denominator) if denominator > 0 else float("nan")
 
 
-def realised_auc(judged: pd.DataFrame, min_positives: int = MIN_POSITIVES) -> dict:
+def realised_auc(
+    judged: pd.DataFrame, min_positives: int = MIN_POSITIVES, label: str = LABEL, score: str = "probability"
+) -> dict:
     """Rows judged, positives, the realised positive rate and ROC-AUC (NaN below ``min_positives`` of a class)."""
-    y = judged[LABEL].to_numpy(dtype=int)
+    y = judged[label].to_numpy(dtype=int)
     positives = int(y.sum())
     enough = min(positives, len(y) - positives) >= min_positives
     return {
         "judged": len(y),
         "positives": positives,
         "realised_rate": float(y.mean()) if len(y) else float("nan"),
-        "realised_auc": float(roc_auc_score(y, judged["probability"])) if enough else float("nan"),
+        "realised_auc": float(roc_auc_score(y, judged[score])) if enough else float("nan"),
     }
 
 
 # ------------------------------------------------------------------------------------------------- the loop
-def reference_rows(engine, cut: pd.Timestamp, weeks: int = REFERENCE_WEEKS) -> pd.DataFrame:
-    """The reference window: the rows the service would have logged in the ``weeks`` weeks before ``cut`` (the
-    end of the champion's training window), scored by the champion, as :func:`scored_rows` gives them."""
-    return pd.concat([scored_rows(engine, cut - k * WEEK) for k in range(weeks, 0, -1)], ignore_index=True)
+def reference_rows(engine, cut: pd.Timestamp, weeks: int = REFERENCE_WEEKS, model: str = MODEL) -> pd.DataFrame:
+    """The reference window: the rows the service would have logged for ``model`` in the ``weeks`` weeks before
+    ``cut`` (the end of the champion's training window), scored by the champion, as :func:`scored_rows` gives
+    them."""
+    return pd.concat([scored_rows(engine, cut - k * WEEK, model) for k in range(weeks, 0, -1)], ignore_index=True)
 
 
 def run_weeks(

@@ -192,6 +192,21 @@ def test_prediction_drift_flags_the_model_on_its_own():
     assert summary["flagged"] and summary["prediction_drifted"] and summary["features_drifted"] == 0
 
 
+def test_another_output_drifting_flags_the_model_on_its_own():
+    """The slip model's P(late) moving while its expected slip does not (a prior shift in lateness) flags it."""
+    rng = np.random.default_rng(4)
+    slip = prediction_drift(rng.gamma(2, 5, 5000), rng.gamma(2, 5, 1000), DEFAULTS)
+    late = prediction_drift(rng.beta(2, 8, 5000), rng.beta(4, 6, 1000), DEFAULTS)
+    table = feature_drift(pd.DataFrame({"x": np.zeros(5000)}), pd.DataFrame({"x": np.zeros(1000)}), ["x"], [], DEFAULTS)
+    summary = drift_summary(table, DEFAULTS, slip, {"late_probability": late})
+    assert summary["flagged"] and not summary["prediction_drifted"]
+    assert summary["outputs_psi"]["late_probability"] == pytest.approx(late["psi"])
+    assert late["psi"] > DEFAULTS.drift_psi_threshold
+    assert "late_probability: psi" in summary["reason"]
+    steady = prediction_drift(rng.beta(2, 8, 5000), rng.beta(2, 8, 1000), DEFAULTS)
+    assert not drift_summary(table, DEFAULTS, slip, {"late_probability": steady})["flagged"]
+
+
 # ------------------------------------------------------------------------------------------------- estimates
 def _brute_force_auc(p: np.ndarray) -> float:
     """sum over i != j of p_i (1 - p_j) [p_i > p_j, 1/2 tied] / sum over i != j of p_i (1 - p_j), in O(n^2)."""

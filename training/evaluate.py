@@ -137,6 +137,7 @@ def train_target(
     bundle.meta.update(
         {
             "dataset_fingerprint": ds.fingerprint,
+            "data_until": ds.meta.get("data_until"),  # the export's newest fact: the monitor's reference ends there
             "windows": split.windows(ds.frame["as_of"]),
             "rows": {name: int(len(idx)) for name, idx in split.parts().items()},
             "test_metrics": results["model"],
