@@ -1173,6 +1173,26 @@ def log_url(settings: Any) -> str | None:
     return None if url.strip().lower() == OFF else url
 
 
+def read_feedback(url: str | None) -> pd.DataFrame:
+    """Every feedback row of the log at ``url``, in the order given, for a reader that writes nothing (training):
+    no writer thread, no migration, no file made. A log that is off (None), an SQLite file not made yet or a
+    database without the ``feedback`` table reads as no feedback."""
+    if url is None:
+        return _frame([], FEEDBACK)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).expanduser().exists()):
+        return _frame([], FEEDBACK)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(FEEDBACK.name):
+                return _frame([], FEEDBACK)
+            rows = conn.execute(sa.select(FEEDBACK).order_by(FEEDBACK.c.id)).all()
+    finally:
+        engine.dispose()
+    return _frame(rows, FEEDBACK)
+
+
 def from_settings(settings: Any) -> PredictionLog | NullLog:
     """The log the settings ask for (:func:`log_url`; off: a :class:`NullLog`)."""
     url = log_url(settings)

@@ -275,6 +275,12 @@ class LogSettings(BaseSettings):
         description="predictions waiting to be written at most (while the database is slow or down); beyond it new "
         "ones are dropped and counted rather than memory growing",
     )
+    training_uses_feedback: bool = Field(
+        True,
+        description="training labels a milestone (or handover) the export has no outcome for with the outcome a "
+        "planner stated in the prediction log's feedback, known from the feedback's time; the export's own outcome "
+        "always wins. Only while the log is on",
+    )
 
 
 class MonitorSettings(BaseSettings):

@@ -363,6 +363,7 @@ def retrain(
     from features.io import ContractError
     from monitoring import retrain as r
     from training.evaluate import TooFewRows, read_oracle
+    from training.feedback import FeedbackUnreadable
     from training.pipeline import all_targets, run_target, training_datasets
     from training.tracking import MIDWAY_FAULTS, StoreUnavailable, open_store, store_problem
 
@@ -383,7 +384,10 @@ def retrain(
         run.reason = reason
         console.print(run.line(), highlight=False, soft_wrap=True)
         return
-    datasets = training_datasets(data_dir, settings, all_targets("all"), lambda _folder: data)
+    try:
+        datasets = training_datasets(data_dir, settings, all_targets("all"), lambda _folder: data)
+    except FeedbackUnreadable as err:
+        fail("cannot retrain", err)
     try:
         client = open_store(settings)
     except StoreUnavailable as err:

@@ -63,6 +63,7 @@ def train(
     started = time.monotonic()
     from features.cli import load_or_exit
     from training.evaluate import TooFewRows, read_oracle
+    from training.feedback import FeedbackUnreadable
     from training.pipeline import Outcome, all_targets, band_rows, run_target, summary_rows, training_datasets
     from training.tables import TableError, dataset_from_table
     from training.tracking import MIDWAY_FAULTS, StoreUnavailable, open_store, store_problem
@@ -100,11 +101,15 @@ def train(
                 datasets = training_datasets(
                     data_dir, settings, all_targets(model), lambda d: load_or_exit(d, validating), told
                 )
+            except FeedbackUnreadable as err:
+                fail("cannot build the datasets", err)
             except OSError as err:  # most often a work folder that cannot be made or written
                 fail("cannot build the datasets", f"{err} (EQSMS_WORK_DIR must be a folder this user can write)")
         for ds in datasets.values():
             if not isinstance(ds, str):
-                console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source})", highlight=False)
+                console.print(f"{ds.target}: dataset {ds.describe()} ({ds.source or 'in memory'})", highlight=False)
+        if told_feedback := _feedback_said(datasets):
+            console.print(f"planners' feedback: {told_feedback}", highlight=False, soft_wrap=True)
         oracle, source = read_oracle(data_dir), str(data_dir)
     if not os.environ.get(DEBUG):  # MLflow logs a store's error with its traceback: the command says it in one line
         logging.getLogger("mlflow.store.db.utils").addFilter(_no_traceback)
@@ -169,10 +174,26 @@ def train(
         console.print(f"to train with these parameters without a search: EQSMS_TUNED_PARAMS='{again}'", soft_wrap=True)
     trained = {row[0]: row[5] if row[1] == "-" else f"{row[1]} (reference class {row[2]}), {row[5]}" for row in rows}
     wrote = {"dataset": where(dataset)} if dataset is not None else {"datasets": where(settings.datasets_dir)}
+    if dataset is None:
+        wrote["planners' outcomes"] = _feedback_said(datasets) or "not read (training_uses_feedback or the log is off)"
     summary(
         f"trained {sum(not o.skipped for o in outcomes)} of {len(outcomes)} models on {where(source)}",
         trained | wrote | {"MLflow store": _absolute(settings.tracking_uri), "time": took(started)},
     )
+
+
+def _feedback_said(datasets: dict) -> str:
+    """What the planners' stated outcomes did to each dataset, in a line (empty when training did not read them)."""
+    from training.feedback import Counts
+
+    counts = {
+        name: Counts(**ds.meta["feedback"])
+        for name, ds in datasets.items()
+        if not isinstance(ds, str) and "feedback" in ds.meta
+    }
+    if counts and not any(c.stated for c in counts.values()):
+        return "no outcome stated in the prediction log"
+    return "; ".join(f"{name}: {c.said()}" for name, c in counts.items())
 
 
 def _no_traceback(record: logging.LogRecord) -> bool:

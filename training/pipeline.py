@@ -25,6 +25,7 @@ from features.families import Context
 from features.targets import TARGETS, TargetUnavailable, band_texts, target
 from training import report
 from training.evaluate import TrainResult, refit_on_all_rows, train_target
+from training.feedback import apply_outcomes, read_stated
 from training.kinds import strategy
 from training.tracking import Decision, Registered, configure, log_training, promote, withdraw
 
@@ -198,6 +199,8 @@ def training_datasets(
     from the same raw files with the same parameters is reused as it is; any other is built (``load`` validates
     ``data_dir``, only when something must be built) and written there, so one dataset has one fingerprint
     whichever command made it. ``progress(what, done, total)``, if given, hears of each dataset before it is built.
+    The planners' stated outcomes (``training.feedback``, when ``training_uses_feedback`` and the prediction log are
+    on) label what the export does not, in the datasets returned, never in the files written.
     """
     data_hash = folder_fingerprint(data_dir)
     out: dict[str, Dataset | str] = {}
@@ -206,6 +209,7 @@ def training_datasets(
         if found is not None:
             out[name] = found
     missing = [name for name in targets if name not in out]
+    ctx = None
     if missing:
         if progress:
             progress(f"reading and validating {data_dir}", 0, len(missing))
@@ -222,13 +226,23 @@ def training_datasets(
                 continue
             write_dataset(ds, settings.datasets_dir)
             out[name] = ds
-    return {name: out[name] for name in targets}
+    out = {name: out[name] for name in targets}
+    # The planners' stated outcomes join after the named artifact is written: it stays the export's alone.
+    if (stated := read_stated(settings)) is None:
+        return out
+    if ctx is None and len(stated):
+        ctx = Context.build(load(data_dir).tables, settings)
+    return apply_outcomes(out, ctx, stated)
 
 
 def datasets_from_data(data, settings: Settings, targets: list[str]) -> dict[str, Dataset | str]:
     """Each target's dataset from validated data in memory, or the reason the data cannot label it (notebooks,
-    benchmarks); the same rows and fingerprint as the files ``eqsms features build`` writes."""
-    return {name: r.dataset or r.error for name, r in build_all(data, settings, targets).items()}
+    benchmarks); the same rows and fingerprint as the files ``eqsms features build`` writes, unless planners stated
+    outcomes the export lacks (``training.feedback``: then those rows too, and a fingerprint of their own)."""
+    out = {name: r.dataset or r.error for name, r in build_all(data, settings, targets).items()}
+    if (stated := read_stated(settings)) is None:
+        return out
+    return apply_outcomes(out, Context.build(data.tables, settings) if len(stated) else None, stated)
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:

@@ -265,6 +265,13 @@ def log_dataset(ds: Dataset) -> None:
     mlflow.log_input(logged, context="training", tags=tags)
 
 
+def feedback_metrics(ds: Dataset) -> dict[str, float]:
+    """What the planners' stated outcomes did to the dataset (``training.feedback``): ``feedback.labels`` (targets
+    labelled from feedback), ``feedback.rows``, ``feedback.conflicts`` (the export's outcome kept), ... Nothing when
+    training did not read feedback (the setting off, or the prediction log)."""
+    return {f"feedback.{k}": float(v) for k, v in (ds.meta.get("feedback") or {}).items()}
+
+
 def log_training(
     result: TrainResult,
     ds: Dataset,
@@ -282,7 +289,7 @@ def log_training(
         log_dataset(ds)
         mlflow.log_params(params)
         mlflow.set_tags(tags)  # the caller's, with the git commit it trained at
-        mlflow.log_metrics({**summary_metrics(result), **flat_metrics(result)})
+        mlflow.log_metrics({**summary_metrics(result), **flat_metrics(result), **feedback_metrics(ds)})
         evaluation = {"backtest": result.backtest, "lifts": result.lifts, "bands": result.bands, **bundle.meta}
         mlflow.log_dict(evaluation, "evaluation.json")
         for path in artifacts:
