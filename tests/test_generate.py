@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from eqsms.settings import get_settings
 from features.contract import TABLES, Error, Kind
+from features.validate import validate_tables
 from world import generate_world, simulate_world
-from world.shift import DEFAULT_SIZE, KINDS, Shift
+from world.shift import DEFAULT_SIZE, KINDS, NEW_REGION_FALL, NEW_REGION_NAME, Shift
 
 DAY = pd.Timedelta(days=1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,9 +356,11 @@ def test_a_shift_changes_nothing_before_its_date(world, shifted, kind):
         pd.testing.assert_frame_equal(
             _split(shifted[kind].tables[name], column)[0], _split(world.tables[name], column)[0]
         )
-    # The plans, the schedule and the clients' side are the control's whole: the same seed, the same world.
+    # The plans, the schedule and the clients' side are the control's whole: the same seed, the same world (but the
+    # region of the projects a new-region shift builds in the new region, all awarded from the date: tested below).
     for name in ("projects", "complaints", "surveys"):
-        pd.testing.assert_frame_equal(shifted[kind].tables[name], world.tables[name])
+        same = [c for c in world.tables[name] if not (kind == "new-region" and c == "region")]
+        pd.testing.assert_frame_equal(shifted[kind].tables[name][same], world.tables[name][same])
     columns = ["milestone_id", "project_id", "kind", "sequence", "planned_date", "actual_date"]
     pd.testing.assert_frame_equal(shifted[kind].tables["milestones"][columns], world.tables["milestones"][columns])
     assert shifted[kind].snapshot == world.snapshot
@@ -415,6 +418,41 @@ def test_missing_resource_reports_go_dark_from_their_date_for_a_share_of_project
     pd.testing.assert_frame_equal(shift.oracle, world.oracle)  # nothing that happened changed
 
 
+def test_a_new_region_takes_a_share_of_later_projects_whose_work_is_worse(world, shifted, settings):
+    shift = shifted["new-region"]
+    before, after = _split(shift.tables["projects"], "awarded_on")
+    _, control_after = _split(world.tables["projects"], "awarded_on")
+    assert NEW_REGION_NAME not in set(world.tables["projects"]["region"])  # a region the firm never worked in
+    moved = (after["region"] == NEW_REGION_NAME).to_numpy()
+    assert len(after) > 400 and abs(moved.mean() - DEFAULT_SIZE["new-region"]) < 0.05, moved.mean()
+    assert (after["region"][~moved] == control_after["region"][~moved]).all()  # the others keep theirs
+    # The contract takes the new value as it is (region is an open set): no project quarantined.
+    validated = validate_tables(shift.tables, settings=settings)
+    assert len(validated.quarantine["projects"]) == 0
+    assert NEW_REGION_NAME in set(validated.tables["projects"]["region"])
+
+    # Its projects' work is worse (NEW_REGION_FALL sd): more defects found, first-pass acceptances likelier to fail,
+    # and the oracle holds that truth; every other project, and its inspections, is as in the control.
+    in_new = set(after.loc[moved, "project_id"])
+    (ins, control_ins), (ms, control_ms) = (
+        (shift.tables[name], world.tables[name]) for name in ("inspections", "milestones")
+    )
+    new_ins = ins["project_id"].isin(in_new).to_numpy()
+    pd.testing.assert_frame_equal(ins[~new_ins], control_ins[~new_ins])
+    defects = ins.loc[new_ins, "defects_found"].mean() / control_ins.loc[new_ins, "defects_found"].mean()
+    assert abs(defects - np.exp(0.6 * NEW_REGION_FALL)) < 0.15, defects
+    truth = {name: _oracle(w, "defect_risk").set_index("row_id")["truth"] for name, w in (("c", world), ("s", shift))}
+    new_ms = ms.set_index("milestone_id").loc[truth["s"].index, "project_id"].isin(in_new).to_numpy()
+    assert new_ms.sum() > 200
+    assert (truth["s"][~new_ms] == truth["c"][~new_ms]).all()
+    assert truth["s"][new_ms].mean() > truth["c"][new_ms].mean() + 0.04  # about 0.12 -> 0.19
+    assert (truth["s"][new_ms] >= truth["c"][new_ms]).all()  # each milestone's chance, from the same uniform
+    labels, control_labels = (_oracle(w, "defect_risk")["label"].to_numpy()[new_ms] for w in (shift, world))
+    assert (labels >= control_labels).all() and abs(truth["s"][new_ms].mean() - labels.mean()) < 0.04
+    for target in ("delay", "churn"):
+        pd.testing.assert_frame_equal(_oracle(shift, target), _oracle(world, target))
+
+
 def test_a_shift_is_checked_and_the_cli_writes_the_shifted_world(tmp_path):
     from eqsms.cli import app
 
@@ -424,6 +462,8 @@ def test_a_shift_is_checked_and_the_cli_writes_the_shifted_world(tmp_path):
         Shift("workmanship", "2021-13-01")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         Shift("missing-resources", SHIFT_FROM, 1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Shift("new-region", SHIFT_FROM, 1.5)
     runner = CliRunner()
     base = ["generate", "--projects", "40", "--seed", "2", "--out", str(tmp_path / "cli")]
     result = runner.invoke(app, [*base, "--shift", "workmanship", "--shift-from", "2018-06-01", "--shift-size", "2"])

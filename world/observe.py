@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from eqsms.settings import Settings, get_settings
 from features.contract import COMPLAINT_CATEGORIES, INSPECTION_RESULTS, MILESTONE_KINDS, TABLES, Kind
-from world.shift import Shift, generator
+from world.shift import NEW_REGION_NAME, Shift, generator
 from world.simulate import DISCIPLINES, PROJECT_TYPES, REGIONS, Cols, simulate
 
 
@@ -110,7 +110,7 @@ def _observe(sim: dict[str, Cols], n_projects: int, seed: int, *, churn_window: 
             "project_id": project_ids,
             "client_id": client_ids,
             "project_type": np.array(PROJECT_TYPES)[p["ptype"][order]],
-            "region": np.array(REGIONS)[p["region"][order]],
+            "region": np.array((*REGIONS, NEW_REGION_NAME))[p["region"][order]],  # the last: a new-region shift's
             "contract_value": p["value"][order],
             "awarded_on": _days_to_dates(p["award"][order]),
             "planned_start": _days_to_dates(p["planned_start"][order]),

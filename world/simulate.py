@@ -30,8 +30,9 @@ Each step is a function of the columns it needs that returns new columns (a ``Co
 (:func:`simulate_generation`) chains them in a fixed order, because they all draw from one random generator and
 the order of the draws is what makes a seed give the same world. :func:`simulate` follows every client chain and
 returns the columns of everything that happened; ``world.observe`` turns them into what a firm would see at the
-snapshot. A shift from a date (``world.shift``: worse workmanship, resource reports going dark) changes values
-only, drawing from its own random generator, so a world without one is the same world as before shifts existed.
+snapshot. A shift from a date (``world.shift``: worse workmanship, resource reports going dark, a new region)
+changes values only, drawing from its own random generator, so a world without one is the same world as before
+shifts existed.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from scipy.special import logit as log_odds
 
 from features.contract import MILESTONE_KINDS
 from features.pit import EventStream, Probe
-from world.shift import MISSING_RESOURCES, WORKMANSHIP, Shift
+from world.shift import MISSING_RESOURCES, NEW_REGION, WORKMANSHIP, Shift
 
 PROJECT_TYPES = ("school", "office", "residential", "hospital", "infrastructure")
-REGIONS = ("north", "south", "east", "west", "central")
+REGIONS = ("north", "south", "east", "west", "central")  # a new-region shift adds a sixth (world.shift.NEW_REGION_NAME)
 DISCIPLINES = ("civil", "structural", "mep", "finishes", "safety")
 
 # Mild type and region effects on the hidden traits (index = position in PROJECT_TYPES / REGIONS).
@@ -452,15 +453,18 @@ def _value_curve(p: Cols, m: Cols, proj: np.ndarray, query: np.ndarray, *, actua
     return np.interp(proj * float(SPAN) + query, x[order], y[order])
 
 
-def _simulate_resources(rng: np.random.Generator, p: Cols, m: Cols, shift: Shift | None = None) -> Cols:
+def _simulate_resources(
+    rng: np.random.Generator, p: Cols, m: Cols, shift: Shift | None = None, touched: np.ndarray | None = None
+) -> Cols:
     """One row a project-week, from the week of the planned start to the week of the handover.
 
     Planned value follows the baseline dates, earned value the actual ones (weekly amounts, not cumulative, with
     week-to-week noise), so a slipping project earns less than planned each week. Hours follow the work done,
     below plan where labour is short; overtime is the segment's rework pressure; late deliveries and downtime are
     the segment's. A week's segment is looked up directly (the milestones reached *by* mid-week, that day
-    included), not counted as a point-in-time aggregate. A workmanship ``shift`` lowers the workmanship and the
-    subcontractors' quality of the weeks from its start (more hours, more overtime, a higher cost).
+    included), not counted as a point-in-time aggregate. A ``shift`` lowering quality (:func:`_touched`) lowers the
+    workmanship and the subcontractors' quality of the ``touched`` projects' weeks from its start (more hours, more
+    overtime, a higher cost).
     """
     n = len(p["award"])
     first = p["planned_start"] - ((p["planned_start"] + 3) % 7)  # Monday of the week (day 0 was a Thursday)
@@ -481,8 +485,8 @@ def _simulate_resources(rng: np.random.Generator, p: Cols, m: Cols, shift: Shift
     hours_per_value = LABOUR_SHARE / LABOUR_RATE
     planned_hours = pv * hours_per_value
     workmanship, subcontractors, overtime_share = p["workmanship"][proj], p["subcontractors"][proj], m["overtime"][seg]
-    if shift is not None and shift.kind == WORKMANSHIP:
-        drop = shift.drop(week)
+    if shift is not None and touched is not None:
+        drop = shift.drop(week) * touched[proj]
         workmanship, subcontractors = workmanship - drop, subcontractors - drop
         overtime_share = np.where(drop > 0, expit(log_odds(overtime_share) + 0.3 * drop), overtime_share)
     effort = np.exp(0.05 - 0.08 * workmanship + rng.normal(0.0, 0.1, nw))
@@ -685,42 +689,60 @@ def simulate_generation(
     (complaints, surveys, churn) is drawn from the world without the shift.
     """
     p = {**_draw_projects(rng, client, award, prior), **_client_traits(clients, client)}
+    touched = None if shift is None else _touched(shift, shift_rng, p)
+    if touched is not None and shift.kind == NEW_REGION:
+        p = {**p, "region": np.where(touched, len(REGIONS), p["region"])}
     m = _plan_milestones(rng, p)
     m = {**m, **_simulate_schedule(rng, p, m, late_tolerance)}
     p = {**p, **_project_ends(m)}
     draws = _inspection_draws(rng, p, m)
     ins = _inspection_findings(p, m, draws, m["q"][draws["ms"]])
     m = {**m, **_acceptance(rng, m, ins)}
-    res = _simulate_resources(rng, p, m, shift)
+    res = _simulate_resources(rng, p, m, shift, touched)
     comp = _simulate_complaints(rng, p, m, ins)
     surv = _simulate_surveys(rng, p, m, comp)
     p = {**p, **_churn(rng, p, m, comp, surv, churn_window)}
-    if shift is not None and shift.kind == WORKMANSHIP:
-        ins, m = _worse_work(shift, shift_rng, p, m, draws)
+    if touched is not None:
+        ins, m = _worse_work(shift, shift_rng, p, m, draws, touched)
     elif shift is not None and shift.kind == MISSING_RESOURCES:
         res = _silenced(shift, shift_rng, len(p["award"]), res)
     return {"p": p, "m": m, "ins": ins, "res": res, "comp": comp, "surv": surv}
 
 
-def _worse_work(shift: Shift, rng: np.random.Generator, p: Cols, m: Cols, draws: Cols) -> tuple[Cols, Cols]:
-    """The inspections and first-pass acceptances as the worse work from the shift's start shows them.
+def _touched(shift: Shift, rng: np.random.Generator, p: Cols) -> np.ndarray | None:
+    """The projects whose work from the shift's start is worse (``Shift.fall``), None when the shift lowers no
+    quality: every project for ``workmanship``; for ``new-region``, a share (the size) of those awarded on or after
+    the start, drawn from the shift's generator (one uniform a project), who are built in the new region."""
+    if shift.kind == WORKMANSHIP:
+        return np.ones(len(p["award"]), dtype=bool)
+    if shift.kind == NEW_REGION:
+        return (rng.random(len(p["award"])) < shift.amount) & (p["award"] >= shift.day)
+    return None
 
-    An inspection from the start sees quality lower by the shift's size, and finds the defects drawn for it plus
+
+def _worse_work(
+    shift: Shift, rng: np.random.Generator, p: Cols, m: Cols, draws: Cols, touched: np.ndarray
+) -> tuple[Cols, Cols]:
+    """The inspections and first-pass acceptances as the worse work of the ``touched`` projects from the shift's
+    start shows them.
+
+    An inspection from the start sees quality lower by the shift's fall, and finds the defects drawn for it plus
     extra ones, Poisson with the difference of the means (the sum is Poisson with the mean of the worse quality:
-    ``exp(0.6 size)`` times the drawn one); its severity, result and closing follow from the same draws. A
-    milestone's acceptance sees its segment's quality lower by the size times the share of the segment after the
+    ``exp(0.6 fall)`` times the drawn one); its severity, result and closing follow from the same draws. A
+    milestone's acceptance sees its segment's quality lower by the fall times the share of the segment after the
     start, the rework pressure that goes with it, and the inspections as they now are, and is decided by the same
-    uniform as without the shift: a milestone before the start is decided exactly as it was.
+    uniform as without the shift: a milestone before the start, or of a project not touched, is decided exactly as
+    it was.
     """
-    drop = shift.drop(draws["t"])
+    drop = shift.drop(draws["t"]) * touched[draws["proj"]]
     after = drop > 0
     extra = np.zeros(len(drop), dtype=np.int64)
     extra[after] = rng.poisson(draws["mean_defects"][after] * np.expm1(0.6 * drop[after]))
     ins = _inspection_findings(p, m, draws, m["q"][draws["ms"]] - drop, extra)
-    share = shift.share_after(m["seg_start"], m["actual"])
+    share = shift.share_after(m["seg_start"], m["actual"]) * touched[m["proj"]]
     worse = share > 0
-    q = m["q"] - shift.amount * share
-    overtime = np.where(worse, expit(log_odds(m["overtime"]) + 0.3 * shift.amount * share), m["overtime"])
+    q = m["q"] - shift.fall * share
+    overtime = np.where(worse, expit(log_odds(m["overtime"]) + 0.3 * shift.fall * share), m["overtime"])
     chance = _failure_chance(m, ins, q, overtime)
     return ins, {**m, **chance, "failed": m["accept_draw"] < chance["p_fail"]}
 
