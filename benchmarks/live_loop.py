@@ -242,6 +242,30 @@ def pooled(frame: pd.DataFrame, columns: tuple[str, str]) -> dict:
     return {c: (float(both[c].mean()) if len(both) else None) for c in columns} | {"weeks": len(both)}
 
 
+def segments(table: pd.DataFrame, shift_from: pd.Timestamp | None) -> list[dict]:
+    """The weeks split where the served defect-risk version changed, and the weeks after the shift as a whole: in
+    each, the served champion against the old one (never retrained) on the same judged rows, mean weekly realised
+    and oracle AUC over the weeks where both have a figure."""
+    table = table[table["rows"] > 0].reset_index(drop=True)
+    starts = [0] + [i for i in range(1, len(table)) if table.at[i, "version"] != table.at[i - 1, "version"]]
+    ends = [*starts[1:], len(table)]
+    parts = [(table.iloc[a:b], f"v{table.at[a, 'version']}") for a, b in zip(starts, ends, strict=True)]
+    if shift_from is not None:
+        parts.append((table[table["as_of"] >= shift_from], "after the shift (any version)"))
+    out = []
+    for part, label in parts:
+        out.append(
+            {
+                "served": label,
+                "from": str(pd.Timestamp(part["as_of"].min()).date()),
+                "to": str(pd.Timestamp(part["as_of"].max()).date()),
+                "realised": pooled(part, ("realised_auc", "old_realised_auc")),
+                "oracle": pooled(part, ("oracle_auc", "old_oracle_auc")),
+            }
+        )
+    return out
+
+
 def summarise(name: str, live: dict, table: pd.DataFrame, shift_from: pd.Timestamp | None) -> dict:
     weeks = live["weeks"]
     flags = [w for w in weeks if w["flagged"]]
@@ -279,6 +303,7 @@ def summarise(name: str, live: dict, table: pd.DataFrame, shift_from: pd.Timesta
         "monitor_s_p50": percentile([w["monitor_s"] for w in weeks], 50),
         "reload_s_p50": percentile([w["reload_s"] for w in weeks if "reload_s" in w], 50),
     }
+    out["segments"] = segments(table, shift_from)
     if promoted:
         first = pd.Timestamp(promoted[0][0])
         after = table[table["as_of"] >= first]
