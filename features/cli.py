@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from eqsms.cli_kit import console, fail, print_table, progress, summary, took, where
+from eqsms.cli_kit import console, fail, one_of, print_table, progress, summary, took, where
 from eqsms.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -63,6 +63,20 @@ def validate(
     )
 
 
+def build_on_dask(data_dir: Path, settings, scheduler: str | None, partitions: int | None, progress=None):
+    """The validation and the datasets from ``features.dask_engine``, or one line saying why not (exit 2)."""
+    from features.dask_engine import build_all_dask
+    from features.io import ContractError
+
+    try:
+        built = build_all_dask(data_dir, settings, scheduler=scheduler, partitions=partitions, progress=progress)
+    except ContractError as err:
+        fail(f"cannot use {data_dir}", err)
+    except OSError as err:
+        fail("cannot build on Dask", err)
+    return built.data, built.results, f"dask, {built.partitions} partitions of projects"
+
+
 def validation_summary(data) -> dict[str, str]:
     """The summary's lines about a validation: the tables read and the rows they held, accepted and quarantined."""
     reports = data.reports.values()
@@ -97,6 +111,21 @@ def print_validation(data) -> None:
 def build(
     data_dir: DataDir = None,
     out: Annotated[Path | None, typer.Option(help="folder for one Parquet dataset per target")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="pandas (one process) or dask (partitions of projects on a Dask cluster: tables larger than memory)",
+            callback=one_of(("pandas", "dask")),
+        ),
+    ] = "pandas",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="dask: the scheduler's address (tcp://host:8786); default: a local cluster, a worker a core"),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="dask: project ranges; default features.dask_engine's, one a worker at least"),
+    ] = None,
 ) -> None:
     """Validate DATA_DIR and write the defect_risk, delay and churn training datasets as Parquet."""
     started = time.monotonic()
@@ -107,9 +136,13 @@ def build(
     data_dir = data_dir or settings.data_dir
     out, quarantine = out or settings.datasets_dir, settings.quarantine_for(data_dir)
     with progress(f"validating {data_dir}") as shown:
-        data = load_or_exit(data_dir, shown.hook(count=True))
-        write_quarantine(data, quarantine)
-        built = build_all(data, settings, progress=shown.hook("building the dataset", count=True))
+        if engine == "dask":
+            data, built, engine = build_on_dask(data_dir, settings, scheduler, partitions, shown.hook(count=True))
+            write_quarantine(data, quarantine)
+        else:
+            data = load_or_exit(data_dir, shown.hook(count=True))
+            write_quarantine(data, quarantine)
+            built = build_all(data, settings, progress=shown.hook("building the dataset", count=True))
         shown.update(f"writing the datasets to {out}")
         written = {target: write_dataset(r.dataset, out) for target, r in built.items() if not r.error}
     print_validation(data)
@@ -123,7 +156,7 @@ def build(
         said[target] = f"{len(result.dataset.frame):,} rows -> {where(written[target])}"
     summary(
         f"built {len(written)} point-in-time datasets from {where(data_dir)}",
-        said | {"quarantine": where(quarantine), "time": took(started)},
+        said | {"engine": engine, "quarantine": where(quarantine), "time": took(started)},
     )
 
 

@@ -117,7 +117,7 @@ def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     settings fix one), and their features; the milestone targets share these rows, computed once per context."""
     import pandas as pd
 
-    from features.families import MILESTONE_FAMILIES, compute
+    from features.families import MILESTONE_FAMILIES
 
     if "reached" not in ctx.memo:
         milestones = ctx.tables["milestones"]
@@ -129,7 +129,7 @@ def _reached_milestones(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
             # A milestone reached before its own as_of is no prediction to make: serving would not score it either.
             rows = rows[rows["actual_date"] >= rows["as_of"]]
         rows = rows.sort_values(["as_of", "milestone_id"], kind="stable")
-        ctx.memo["reached"] = (rows, compute(ctx, rows, MILESTONE_FAMILIES))
+        ctx.memo["reached"] = (rows, features_of(ctx, rows, MILESTONE_FAMILIES))
     return ctx.memo["reached"]
 
 
@@ -199,7 +199,7 @@ def handover_rows(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     import pandas as pd
 
     from features.contract import latest_fact
-    from features.families import PROJECT_FAMILIES, compute
+    from features.families import PROJECT_FAMILIES
 
     projects = ctx.tables["projects"]
     window = pd.Timedelta(days=ctx.settings.churn_window_days)
@@ -209,7 +209,15 @@ def handover_rows(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = rows[rows["as_of"] + window <= snapshot]
     rows["churned"] = (~_awarded_within(projects, rows, window)).astype("int8")
     rows = rows.sort_values(["as_of", "project_id"], kind="stable")
-    return rows, compute(ctx, rows, PROJECT_FAMILIES)
+    return rows, features_of(ctx, rows, PROJECT_FAMILIES)
+
+
+def features_of(ctx: Context, rows: pd.DataFrame, families: tuple[Family, ...]) -> pd.DataFrame:
+    """The features of a target's rows: ``features.families.compute``, or the engine the context names in
+    ``memo["compute"]`` (``features.dask_engine`` computes the same families partition by partition)."""
+    from features.families import compute
+
+    return ctx.memo.get("compute", compute)(ctx, rows, families)
 
 
 def _awarded_within(projects: pd.DataFrame, rows: pd.DataFrame, window: pd.Timedelta) -> np.ndarray:

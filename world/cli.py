@@ -36,6 +36,14 @@ def generate(
         ),
     ] = None,
     shift_from: Annotated[str | None, typer.Option(help="the shift's first day, YYYY-MM-DD")] = None,
+    part_projects: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Parquet: more projects than this write each table but projects as a folder of part files, "
+            "this many projects a part; default world.write.PART_PROJECTS",
+        ),
+    ] = None,
     shift_size: Annotated[
         float | None,
         typer.Option(
@@ -49,7 +57,7 @@ def generate(
     generate_projects and generate_seed. With --shift, the same world (same seed) changed from --shift-from on:
     the monitor's test (world/shift.py says what each kind changes)."""
     started = time.monotonic()
-    from world.write import generate_world
+    from world.write import PART_PROJECTS, generate_world
 
     if (shift is None) != (shift_from is None) or (shift_size is not None and shift is None):
         fail("cannot generate", "--shift KIND and --shift-from YYYY-MM-DD go together (--shift-size with them)")
@@ -69,6 +77,7 @@ def generate(
             settings=s,
             progress=shown.hook(count=True),
             shift=injected,
+            part_projects=part_projects or PART_PROJECTS,
         )
     print_table(report.summary())
     rows = {
@@ -79,5 +88,6 @@ def generate(
         rows["faults"] = f"{report.faults:,} (faults.csv)"
     if injected:
         rows["shift"] = injected.describe()
-    rows |= {"folder": where(out_dir), "files": ", ".join(sorted(f.name for f in report.files)), "time": took(started)}
+    names = sorted({f.relative_to(out_dir).parts[0] for f in report.files})  # a partitioned table: its folder
+    rows |= {"folder": where(out_dir), "files": ", ".join(names), "time": took(started)}
     summary("generated a synthetic world", rows)

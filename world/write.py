@@ -20,6 +20,10 @@ from world.observe import World, simulate_world
 from world.shift import Shift
 
 FORMATS = ("csv", "parquet")
+# A Parquet world of more projects than this writes each table but projects as a folder of part files, one a range
+# of this many projects (``inspections/part-00000.parquet``, ...): what the Dask engine reads a part at a time.
+PART_PROJECTS = 20_000
+PART_NAME = "part-{:05d}.parquet"
 DIRTY_IS_CSV = "dirty output is CSV only (faulty values cannot be stored in typed Parquet columns)"
 
 
@@ -86,16 +90,39 @@ def _check_format(fmt: str, dirty: float) -> None:
 
 
 def _clear(out_dir: Path) -> None:
-    """Remove the table, oracle and fault files of an earlier world, so a folder never mixes two worlds."""
+    """Remove the table, oracle and fault files of an earlier world, so a folder never mixes two worlds (the part
+    files of a partitioned one too, and their folder once empty)."""
     for name in [*TABLES, "oracle", "faults"]:
         for suffix in (".csv", ".parquet", ".csv.gz"):
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+        if (folder := out_dir / name).is_dir():
+            for part in folder.glob("part-*.parquet"):
+                part.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
 
-def _write_parquet(world: World, out_dir: Path) -> list[Path]:
-    """Typed tables and the oracle as Parquet; the table files written."""
+def _parts(world: World, name: str, frame: pd.DataFrame, part_projects: int) -> list[pd.DataFrame]:
+    """A table's rows by ranges of ``part_projects`` projects (in the projects table's order), each part in the
+    table's row order."""
+    rank = pd.Series(np.arange(len(world.tables["projects"])), index=world.tables["projects"]["project_id"])
+    part = rank.reindex(frame["project_id"]).to_numpy() // part_projects
+    return [frame[part == k].reset_index(drop=True) for k in range(-(-len(rank) // part_projects))]
+
+
+def _write_parquet(world: World, out_dir: Path, part_projects: int | None = None) -> list[Path]:
+    """Typed tables and the oracle as Parquet; the table files written. With more projects than ``part_projects``,
+    each table but projects is a folder of part files, a range of projects each."""
     files = []
+    partitioned = part_projects is not None and len(world.tables["projects"]) > part_projects
     for name, frame in world.tables.items():
+        if partitioned and name != "projects":
+            (out_dir / name).mkdir(exist_ok=True)
+            for k, part in enumerate(_parts(world, name, frame, part_projects)):
+                path = out_dir / name / PART_NAME.format(k)
+                part.to_parquet(path, index=False)
+                files.append(path)
+            continue
         path = out_dir / f"{name}.parquet"
         frame.to_parquet(path, index=False)
         files.append(path)
@@ -122,8 +149,13 @@ def _write_csv(world: World, out_dir: Path, dirty: float) -> tuple[list[Path], i
     return files, n_faults
 
 
-def write_world(world: World, out_dir: Path, fmt: str = "csv", dirty: float = 0.0) -> WorldReport:
+def write_world(
+    world: World, out_dir: Path, fmt: str = "csv", dirty: float = 0.0, part_projects: int | None = PART_PROJECTS
+) -> WorldReport:
     """Write the six tables, ``oracle.<fmt>`` and (when dirty) ``faults.csv`` into ``out_dir``.
+
+    A Parquet world of more than ``part_projects`` projects writes each table but projects as a folder of part
+    files, one a range of ``part_projects`` projects (None: one file a table, whatever the size).
 
     Old table, oracle and fault files in ``out_dir`` are removed first so a folder never mixes two worlds. Faults
     are drawn from their own generator (seeded from the world's seed), so a dirty world is a corrupted copy of the
@@ -134,7 +166,7 @@ def write_world(world: World, out_dir: Path, fmt: str = "csv", dirty: float = 0.
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear(out_dir)
     if fmt == "parquet":
-        files, n_faults = _write_parquet(world, out_dir), 0
+        files, n_faults = _write_parquet(world, out_dir, part_projects), 0
     else:
         files, n_faults = _write_csv(world, out_dir, dirty)
     files.append(out_dir / f"oracle.{fmt}")
@@ -151,12 +183,13 @@ def generate_world(
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     shift: Shift | None = None,
+    part_projects: int | None = PART_PROJECTS,
 ) -> WorldReport:
     """Simulate a world of ``n_projects`` projects with ``seed`` and write it to ``out_dir`` (the CLI's entry).
 
     ``settings`` (read when called if none is given) supply the start date, churn window and late tolerance;
     ``progress(what, done, total)``, if given, hears of each of the two steps before it starts; ``shift``
-    (``world.shift``) changes the world from a date.
+    (``world.shift``) changes the world from a date; ``part_projects``: see :func:`write_world`.
     """
     _check_format(fmt, dirty)  # before the simulation, not after it
     if progress:
@@ -164,6 +197,6 @@ def generate_world(
     world = simulate_world(n_projects, seed, settings=settings, shift=shift)
     if progress:
         progress(f"writing the tables and the oracle to {out_dir}", 1, 2)
-    report = write_world(world, Path(out_dir), fmt, dirty)
+    report = write_world(world, Path(out_dir), fmt, dirty, part_projects)
     report.shift = shift
     return report
