@@ -26,6 +26,7 @@ the first promotion against the old champion on the same rows and the oracle, pr
 and writes benchmarks/results/live_loop.json. Only 127.0.0.1 is contacted.
 
     .venv/bin/python -m benchmarks.live_loop [--projects 1500] [--seed 21] [--weeks 52] [--min-days 28]
+        [--worlds control,shifted]
 """
 
 from __future__ import annotations
@@ -356,6 +357,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--weeks", type=int, default=52, help="weeks of the loop from the cut (13 before the shift)")
     parser.add_argument("--min-days", type=float, default=28, help="eqsms retrain --min-days")
+    parser.add_argument(
+        "--worlds",
+        default="control,shifted",
+        help="which worlds, comma-separated (two processes can run one each; each writes live_loop_<world>.json)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -384,7 +390,8 @@ def main() -> None:
         timings["train_s"] = time.perf_counter() - mark
         dates = [cut + k * WEEK for k in range(args.weeks)]
 
-        for name in ("control", shifted):
+        wanted = [shifted if w == "shifted" else w for w in args.worlds.split(",")]
+        for name in [n for n in ("control", shifted) if n in wanted]:
             mark = time.perf_counter()
             print(f"{name}: the loop with the real server, {args.weeks} weeks from {cut.date()}", flush=True)
             live = live_world(name, work / name, work / "store", work, dates, args)
@@ -417,12 +424,13 @@ def main() -> None:
         "timings": timings,
         "weekly": {name: {"service": results[name]["weeks"], "judged": records(tables_out[name])} for name in results},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str, allow_nan=True))
+    out = RESULTS if len(results) == 2 else RESULTS.with_name(f"live_loop_{'_'.join(results)}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str, allow_nan=True))
     print(f"\nsummary ({args.projects:,} projects, shift {SHIFT[0]} {SHIFT[1]:g} sd from {shift_from.date()})")
     for name, r in results.items():
         print(f"  {name}: {json.dumps(r['summary'], default=str)}")
-    print(f"took {timings['total_s'] / 60:.1f} min; written to {RESULTS}")
+    print(f"took {timings['total_s'] / 60:.1f} min; written to {out}")
 
 
 if __name__ == "__main__":
