@@ -358,6 +358,13 @@ class RiskService:
         models_too = RiskService.bento is None  # a bento's models are its own: only its data can change
         self.holder.poll(self.settings.reload_check_seconds, self.settings.reload_poll_seconds, models_too)
 
+    @bentoml.on_shutdown
+    def close_log(self) -> None:
+        """Write what the prediction log still queues when the worker stops. Its atexit hook is not enough: uvicorn
+        ends a worker stopped by SIGTERM by raising the signal again once it has shut down, and a process ended by
+        a signal runs no atexit hook (each graceful stop lost up to a second of answers: tests/test_replicas.py)."""
+        self.log.close()
+
     @bentoml.on_deployment
     def preflight() -> None:
         """Once, in the server's main process, before workers start: refuse to start if anything is missing."""
