@@ -38,7 +38,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
-from training.tracking import CHAMPION, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, alias_version
+from training.tracking import CHAMPION, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, alias_version, gate_lock
 
 EXPERIMENT = "eqsms-champion-history"
 FIRST_MODEL, PROMOTED, ROLLED_BACK = "first model", "promoted", "rolled back"
@@ -84,7 +84,12 @@ def _experiment_id(client: MlflowClient, model: str) -> str:
     beside = client.get_experiment_by_name(f"eqsms-{model}")
     location = beside.artifact_location if beside else None
     tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, "mlflow.note.content": "Every move of @champion (eqsms history)."}
-    return client.create_experiment(EXPERIMENT, artifact_location=location, tags=tags)
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=location, tags=tags)
+    except MlflowException as err:  # a move of another model made it a moment ago (a shared server)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or (found := client.get_experiment_by_name(EXPERIMENT)) is None:
+            raise
+        return found.experiment_id
 
 
 def record_move(
@@ -297,6 +302,11 @@ def rollback(
     champion, or never past the gate."""
     if not is_registered(client, model):
         return Rollback(model, False, f"no registered model named {model}")
+    with gate_lock(client, model):  # no gate of the model moves @champion between the reading and the move
+        return _roll_back(client, model, to_version, reason, moved_by)
+
+
+def _roll_back(client: MlflowClient, model: str, to_version: str | None, reason: str, moved_by: str | None) -> Rollback:
     current = alias_version(client, model, CHAMPION)
     records = history(client, model)
     if to_version is None:

@@ -179,7 +179,7 @@ def run_target(
     if gate:
         step(4, "promotion gate")
     try:
-        decision = promote(client, registered.target, *tolerances) if gate else None
+        decision = promote(client, registered.target, *tolerances, challenger=registered.version) if gate else None
     except BaseException:  # the gate never moved @champion (its last write): nor does the registry keep the version
         withdraw(client, registered)
         raise

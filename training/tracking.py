@@ -13,9 +13,11 @@ import datetime as dt
 import logging
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -25,6 +27,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import psutil
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -145,7 +148,12 @@ def experiment_id(client: MlflowClient, target: str, settings: Settings) -> str:
         return found.experiment_id
     local = settings.tracking_uri.startswith("sqlite:")
     location = (settings.work_dir / "mlartifacts").resolve().as_uri() if local else None
-    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    try:
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    except MlflowException as err:  # another training of the model made it a moment ago (a shared server)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or (found := client.get_experiment_by_name(name)) is None:
+            raise
+        return found.experiment_id
 
 
 def git_commit() -> str | None:
@@ -345,6 +353,67 @@ def registered_with(client: MlflowClient, name: str, identity: str) -> str | Non
     return str(max(int(v.version) for v in found)) if found else None
 
 
+GATE_LOCK = "{name}.gate-lock"  # the registered model whose existence is the gate's lock on ``name``
+LOCK_POLL_SECONDS = 0.5
+LOCK_STALE_SECONDS = 600  # a lock seen unchanged this long is taken to be left by a process that died
+
+
+@contextmanager
+def gate_lock(client: MlflowClient, name: str, stale_after: float = LOCK_STALE_SECONDS) -> Iterator[None]:
+    """Hold the promotion gate of ``name``: no other gate or rollback of it reads or moves ``@champion`` meanwhile.
+
+    Two trainings of one model at once (a shared tracking server) would otherwise both judge against the same
+    champion and both move it, the history recording two moves from one version. The store's registry offers no
+    lock and no compare-and-set of an alias, but creating a registered model is atomic in every store (a unique
+    name: one creator wins, the others get RESOURCE_ALREADY_EXISTS), and deleting one is a hard delete: the lock is
+    a registered model ``<name>.gate-lock``, held for the seconds of a gate, tagged with its holder. A waiter takes
+    over a lock whose holder was a process of this host that is gone, or a lock it has seen unchanged for
+    ``stale_after`` seconds (a holder that died on another machine); waiting is measured on its own clock."""
+    lock = GATE_LOCK.format(name=name)
+    holder = {"host": socket.gethostname(), "pid": str(os.getpid())}
+    said = f"the promotion gate of {name} is being run (a lock, deleted when it ends)"
+    seen, since = None, time.monotonic()
+    while True:
+        try:
+            client.create_registered_model(lock, tags=holder, description=said)
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue  # given back meanwhile: try again at once
+            raise
+        if held.creation_timestamp != seen:
+            seen, since = held.creation_timestamp, time.monotonic()
+        if _holder_gone(held.tags) or time.monotonic() - since > stale_after:
+            logging.getLogger(__name__).warning("taking over the gate lock %s left by %s", lock, held.tags)
+            _give_back(client, lock)
+            continue
+        time.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        _give_back(client, lock)
+
+
+def _holder_gone(tags: dict) -> bool:
+    """Whether a lock's holder was a process of this host that is no longer running."""
+    pid = tags.get("pid", "")
+    return tags.get("host") == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+
+def _give_back(client: MlflowClient, lock: str) -> None:
+    """Delete a gate lock: best effort (the store may be what failed; a waiter takes over a lock left behind)."""
+    try:
+        client.delete_registered_model(lock)
+    except Exception as err:
+        if getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+            logging.getLogger(__name__).warning("the gate lock %s is left behind: %s", lock, str(err)[:200])
+
+
 def alias_version(client: MlflowClient, target: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(target, alias).version)
@@ -381,9 +450,15 @@ class Decision:
 
 
 def promote(
-    client: MlflowClient, name: str, tolerance: float, baseline_tolerance: float = 0.0, moved_by: str | None = None
+    client: MlflowClient,
+    name: str,
+    tolerance: float,
+    baseline_tolerance: float = 0.0,
+    moved_by: str | None = None,
+    challenger: str | None = None,
 ) -> Decision:
-    """Move ``@champion`` to ``@challenger`` if the challenger beats its baselines and is no worse than the champion.
+    """Move ``@champion`` to the challenger (``challenger``, the version a training registered, else ``@challenger``)
+    if it beats its baselines and is no worse than the champion.
 
     The challenger is judged by the test metric it logged: measured on its test rows by the model fitted before
     them (the registered one is refit on every row, those included). It must be no worse than the reference class
@@ -392,9 +467,22 @@ def promote(
     (:func:`judged_on_fresh_rows`): the challenger's test rows after the champion's data, else each its own. The
     decision and both values are logged to the challenger's run and set as tags on its version. A move of
     ``@champion`` is recorded in the champion history first (``training.history``), by ``moved_by`` (default: the
-    user or ``EQSMS_MOVED_BY``, and the command).
+    user or ``EQSMS_MOVED_BY``, and the command). The gate holds :func:`gate_lock` from reading the aliases to
+    moving ``@champion``: two gates of one model (two trainings at once on a shared server) judge one after the other.
     """
-    challenger = alias_version(client, name, CHALLENGER)
+    with gate_lock(client, name):
+        return _judge(client, name, tolerance, baseline_tolerance, moved_by, challenger)
+
+
+def _judge(
+    client: MlflowClient,
+    name: str,
+    tolerance: float,
+    baseline_tolerance: float,
+    moved_by: str | None,
+    challenger: str | None,
+) -> Decision:
+    challenger = challenger or alias_version(client, name, CHALLENGER)
     champion = alias_version(client, name, CHAMPION)
     if challenger is None:
         return Decision(name, False, f"no @{CHALLENGER}: train one with `eqsms train`", None, champion, "")
