@@ -9,7 +9,7 @@ WORK := $(or $(EQSMS_WORK_DIR),eqsms_work)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help install run test test-fast lint format bench-features bench-training bench-serving bench-portfolio bench-load bench-predlog bench-loop bench-live-loop bench-real bench-tune bench-refit bench-calibration sample-data notebooks clean
+.PHONY: help install run test test-fast lint format bench-features bench-training bench-serving bench-portfolio bench-load bench-predlog bench-loop bench-live-loop bench-dask-features bench-real bench-tune bench-refit bench-calibration sample-data notebooks clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-loop: $(STAMP) ## a year of weeks on a shifted world and its control: week
 
 bench-live-loop: $(STAMP) ## the year with the real parts weekly: new export, server with the log, monitor, retrain (~1 h)
 	$(PY) -m benchmarks.live_loop
+
+bench-dask-features: $(STAMP) ## the Dask feature engine beside pandas at 10,000, 30,000 and 100,000 projects
+	$(PY) -m benchmarks.dask_features
 
 bench-real: $(STAMP) ## import the real exports in ../shared/real and backtest delay and defect risk
 	$(PY) -m benchmarks.backtest_real
