@@ -15,7 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,6 +126,9 @@ class TrainingSettings(BaseSettings):
     )
     seed: int = Field(7, description="seed for every model")
     lgb_threads: int = Field(1, gt=0, description="LightGBM threads (1 is fastest here below ~50k rows)")
+    training_engine: Literal["pandas", "dask"] = Field(
+        "pandas", description="where boosters are fitted: this process, or the open Dask client's workers"
+    )
     tuned_params: dict[str, dict[str, int | float]] = Field(
         {},
         description="per model (target name), LightGBM parameters over the ones above: what `eqsms train --tune` "

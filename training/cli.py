@@ -25,6 +25,7 @@ _model_option = one_of(MODELS)
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data_dir: Annotated[
         Path | None, typer.Argument(help="folder of raw exports (contract v1); default: data_dir")
     ] = None,
@@ -58,6 +59,18 @@ def train(
     trials: Annotated[
         int | None, typer.Option(help="with --tune: at most this many trials a model (default: tune_trials)")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="where the boosters are fitted: pandas (this process) or dask (lightgbm.dask on a Dask cluster; "
+            "the datasets are built as without it); default: training_engine",
+            callback=one_of(("pandas", "dask")),
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="dask: the scheduler's address (tcp://host:8786); default: a local cluster, a worker a core"),
+    ] = None,
 ) -> None:
     """Fit, evaluate (time split, backtest, baselines, oracle), log to MLflow and register as @challenger."""
     started = time.monotonic()
@@ -70,6 +83,12 @@ def train(
     from training.tune import Budget
 
     settings = get_settings()
+    engine = engine or settings.training_engine
+    if scheduler is not None and engine != "dask":
+        fail("--scheduler", "it goes with --engine dask")
+    if engine == "dask":  # before the datasets: a scheduler that cannot be reached is said at once
+        settings = settings.model_copy(update={"training_engine": "dask"})
+        ctx.call_on_close(_on_dask(scheduler))
     if not tune and (budget_minutes is not None or trials is not None):
         fail("--budget-minutes and --trials", "they go with --tune")
     if budget_minutes is not None and not budget_minutes > 0:
@@ -176,10 +195,28 @@ def train(
     wrote = {"dataset": where(dataset)} if dataset is not None else {"datasets": where(settings.datasets_dir)}
     if dataset is None:
         wrote["planners' outcomes"] = _feedback_said(datasets) or "not read (training_uses_feedback or the log is off)"
+    if settings.training_engine == "dask":
+        wrote["engine"] = "dask: boosters fitted by lightgbm.dask"
     summary(
         f"trained {sum(not o.skipped for o in outcomes)} of {len(outcomes)} models on {where(source)}",
         trained | wrote | {"MLflow store": _absolute(settings.tracking_uri), "time": took(started)},
     )
+
+
+def _on_dask(scheduler: str | None):
+    """Open the Dask client the boosters are fitted on (``training.dask_fit`` finds it as the default client), or
+    say in one line why not (exit 2); what closes it (and its local cluster) when the command ends."""
+    from features.dask_engine import close, connect
+    from training.dask_fit import quiet_lightgbm
+
+    try:
+        client = connect(scheduler)
+    except OSError as err:
+        fail("cannot train on Dask", err)
+    quiet_lightgbm()
+    workers = len(client.scheduler_info()["workers"])
+    console.print(f"training on Dask: {client.scheduler.address}, {workers} workers", highlight=False)
+    return lambda: close(client)
 
 
 def _feedback_said(datasets: dict) -> str:

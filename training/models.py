@@ -71,8 +71,13 @@ def for_rows(params: dict, n: int) -> dict:
 def fit_booster(X: pd.DataFrame, y: np.ndarray, params: dict, settings: Settings, rounds: int | None = None):
     """Fit on the earlier training rows; the latest ``EARLY_STOPPING_SHARE`` (rows are in time order) choose when
     to stop. With ``rounds`` (the refit on every labelled row) exactly that many trees, on every row. The
-    parameters adapt to the number of rows (:func:`for_rows`)."""
+    parameters adapt to the number of rows (:func:`for_rows`). With ``training_engine`` dask, the workers of the
+    open Dask client fit it (``training.dask_fit``)."""
     params = for_rows(params, len(X))
+    if settings.training_engine == "dask":  # the same fit on a Dask cluster (eqsms train --engine dask)
+        from training.dask_fit import fit_booster_dask
+
+        return fit_booster_dask(X, y, params, settings, rounds)
     if rounds is not None:
         return lgb.train(params, lgb.Dataset(X, y), num_boost_round=max(int(rounds), 1))
     n_fit = max(int(len(X) * (1 - EARLY_STOPPING_SHARE)), 1)

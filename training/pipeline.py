@@ -101,6 +101,7 @@ def params_of(result: TrainResult, settings: Settings) -> dict:
     b = result.bundle
     out = {k: getattr(settings, k) for k in TRAINING_KEYS}
     out["num_leaves"] = settings.num_leaves_by_model.get(result.target, settings.num_leaves)
+    out["training_engine"] = settings.training_engine  # dask: fitted by lightgbm.dask (training/dask_fit.py)
     out.update({f"tuned.{k}": v for k, v in settings.tuned_params.get(result.target, {}).items()})  # over the above
     out.update(
         {
@@ -135,6 +136,8 @@ def training_identity(ds: Dataset, settings: Settings, commit: str | None) -> st
     }
     if tuned := settings.tuned_params.get(ds.target):  # an untuned training keeps the identity it had
         same["settings"]["tuned_params"] = tuned
+    if settings.training_engine != "pandas":  # a training on one machine keeps the identity it had
+        same["settings"]["training_engine"] = settings.training_engine
     return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 
