@@ -114,3 +114,14 @@ def service(served):
 def http(served):
     """The service's ASGI app behind a test client (``served``)."""
     return served[1]
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A local Dask cluster as the engines start one on this machine (two worker processes, a thread each), shared
+    by the Dask feature and training tests."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            yield client

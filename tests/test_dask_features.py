@@ -20,16 +20,6 @@ from world import generate_world
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two worker processes, a thread each: what the engine runs on by default on this machine."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
-            yield client
-
-
-@pytest.fixture(scope="module")
 def parted(tmp_path_factory):
     """300 projects as Parquet, each table but projects in three part files of 100 projects."""
     out = tmp_path_factory.mktemp("parted")
@@ -54,11 +44,11 @@ def assert_same_datasets(expected: dict, got: dict) -> None:
         assert (a.id_columns, a.label_columns, a.feature_columns) == (b.id_columns, b.label_columns, b.feature_columns)
 
 
-def test_dask_engine_equals_pandas_engine_across_partitions(client, parted, settings):
+def test_dask_engine_equals_pandas_engine_across_partitions(dask_client, parted, settings):
     from features.dask_engine import build_all_dask
 
     expected = build_all(load(parted, settings), settings)
-    got = build_all_dask(parted, settings, client=client, partitions=4)
+    got = build_all_dask(parted, settings, client=dask_client, partitions=4)
 
     assert got.partitions == 4 and got.partition_of_project.nunique() == 4
     assert_same_datasets(expected, got.results)
@@ -77,12 +67,12 @@ def test_dask_engine_equals_pandas_engine_across_partitions(client, parted, sett
     assert (churn["client_projects_awarded"] > churn["local"]).any()
 
 
-def test_validation_and_quarantine_match_on_a_dirty_export(client, tmp_path, settings):
+def test_validation_and_quarantine_match_on_a_dirty_export(dask_client, tmp_path, settings):
     from features.dask_engine import build_all_dask
 
     generate_world(n_projects=150, seed=5, out_dir=tmp_path, fmt="csv", dirty=0.05)
     data = load(tmp_path, settings)
-    got = build_all_dask(tmp_path, settings, client=client, partitions=3)
+    got = build_all_dask(tmp_path, settings, client=dask_client, partitions=3)
 
     assert sum(r.rows_quarantined for r in data.reports.values()) > 100
     assert list(data.reports) == list(got.data.reports)
@@ -94,18 +84,18 @@ def test_validation_and_quarantine_match_on_a_dirty_export(client, tmp_path, set
     assert_same_datasets(build_all(data, settings), got.results)
 
 
-def test_a_missing_optional_table_is_missing_in_both_engines(client, parted, tmp_path, settings):
+def test_a_missing_optional_table_is_missing_in_both_engines(dask_client, parted, tmp_path, settings):
     from features.dask_engine import build_all_dask
 
     shutil.copytree(parted, tmp_path / "data", ignore=shutil.ignore_patterns("surveys"))
     data = load(tmp_path / "data", settings)
-    got = build_all_dask(tmp_path / "data", settings, client=client, partitions=3)
+    got = build_all_dask(tmp_path / "data", settings, client=dask_client, partitions=3)
 
     assert data.missing_tables == got.data.missing_tables == ["surveys"]
     assert_same_datasets(build_all(data, settings), got.results)
 
 
-def test_a_key_repeated_across_part_files_is_refused(client, tmp_path, settings):
+def test_a_key_repeated_across_part_files_is_refused(dask_client, tmp_path, settings):
     from features.dask_engine import build_all_dask
     from features.io import ContractError
 
@@ -117,7 +107,7 @@ def test_a_key_repeated_across_part_files_is_refused(client, tmp_path, settings)
     inspections.iloc[99:].to_csv(tmp_path / "inspections" / "b.csv", index=False)  # row 99 in both
 
     with pytest.raises(ContractError, match="inspections: a key .* more than one part file"):
-        build_all_dask(tmp_path, settings, client=client, partitions=2)
+        build_all_dask(tmp_path, settings, client=dask_client, partitions=2)
 
 
 def test_partitioned_parquet_reads_back_as_the_whole_tables(parted, tmp_path, settings):

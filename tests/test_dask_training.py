@@ -40,16 +40,6 @@ PROJECTS, SEED = 600, 7
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two worker processes, a thread each: the default local cluster on this machine."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
-            yield client
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
     generate_world(n_projects=PROJECTS, seed=SEED, out_dir=out, fmt="parquet")
@@ -100,7 +90,7 @@ def test_early_stopping_round_keeps_the_first_best():
     )
 
 
-def test_dask_defect_risk_matches_the_single_machine_model(client, datasets, settings):
+def test_dask_defect_risk_matches_the_single_machine_model(dask_client, datasets, settings):
     ds = datasets["defect_risk"]
     local = train_target(ds, settings)
     distributed = train_target(ds, on("dask", settings))
@@ -119,7 +109,7 @@ def test_dask_defect_risk_matches_the_single_machine_model(client, datasets, set
 
 
 @pytest.mark.slow
-def test_dask_delay_matches_the_single_machine_model(client, datasets, settings):
+def test_dask_delay_matches_the_single_machine_model(dask_client, datasets, settings):
     ds = datasets["delay"]
     local = train_target(ds, settings)
     distributed = train_target(ds, on("dask", settings))
@@ -131,7 +121,7 @@ def test_dask_delay_matches_the_single_machine_model(client, datasets, settings)
 
 
 @pytest.mark.slow
-def test_a_dask_model_registers_and_meets_the_gate(client, datasets, settings):
+def test_a_dask_model_registers_and_meets_the_gate(dask_client, datasets, settings):
     """Refit on all rows, evidence, MLflow, registry and gate: the pipeline as on one machine."""
     dask_settings = on("dask", settings)
     store = tracking.configure(dask_settings)
