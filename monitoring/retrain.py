@@ -105,7 +105,7 @@ def too_soon(until, last: dict | None, min_days: float) -> str | None:
     if days >= min_days:
         return None
     return (
-        f"nothing to do: {days:.0f} days of new data since the last retrain (data to {pd.Timestamp(before).date()}); "
+        f"nothing to do: {int(days)} days of new data since the last retrain (data to {pd.Timestamp(before).date()}); "
         f"--min-days asks for {min_days:g}"
     )
 

@@ -35,6 +35,7 @@ def test_min_days_counts_days_of_new_data_since_the_last_training():
     said = too_soon("2021-06-20", last, 28)
     assert "19 days of new data" in said and "--min-days asks for 28" in said
     assert too_soon("2021-06-29", last, 28) is None  # 28 days: enough
+    assert "27 days of new data" in too_soon("2021-06-28 23:00", last, 28)  # 27.96 days: not yet, and not "28"
     assert too_soon("2021-06-20", last, 0) is None  # not asked
     assert too_soon("2021-06-20", {**last, "trained": False}, 28) is None  # the last run did not train
     assert too_soon("2021-06-20", {"fingerprint": "abc", "trained": True}, 28) is None  # a run before data_until
