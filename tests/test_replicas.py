@@ -103,9 +103,11 @@ class Cluster:
         """Today's answer (precomputed) for one of the projects, in turn."""
         return {"project_id": self.projects[i % len(self.projects)], "as_of": self.day}
 
-    def upstreams(self) -> list[str]:
-        """nginx's access log: the replicas each request was sent to, in order (``a, b`` when passed on)."""
-        return re.findall(r"upstream=(\S+(?:, \S+)*) upstream_status", (self.run_dir / "access.log").read_text())
+    def upstreams(self, request: str = "") -> list[str]:
+        """nginx's access log: the replicas each request (whose request line starts with ``request``) was sent to, in
+        order (``a, b`` when passed on)."""
+        pattern = rf'"{re.escape(request)}[^"]*" .*?upstream=(\S+(?:, \S+)*) upstream_status'
+        return re.findall(pattern, (self.run_dir / "access.log").read_text())
 
 
 def start_nginx(run_dir: Path, listen: str, replicas: list[str]) -> subprocess.Popen:
@@ -297,4 +299,9 @@ def test_the_prediction_log_holds_every_answer_of_both_replicas(cluster):
         replica.stop()
     with predlog.PredictionLog(predlog.default_url(cluster.work_dir)) as log:
         served = log.served(endpoint="risk")
-    assert served["id"].nunique() == cluster.risk_answers, (served["id"].nunique(), cluster.risk_answers)
+    # A request nginx passed on to the other replica may have been served (and logged) by the first before its
+    # connection closed (docs/replicas.md: a retried scoring POST adds at most one served row): every answer is in
+    # the log, and at most one more row per request passed on.
+    passed_on = sum("," in u for u in cluster.upstreams("POST /v1/risk "))
+    logged = served["id"].nunique()
+    assert cluster.risk_answers <= logged <= cluster.risk_answers + passed_on, (logged, cluster.risk_answers, passed_on)
