@@ -21,9 +21,9 @@ logged each week are judged by the outcomes the full world holds (``realised``),
 probabilities alone (CBPE, ``estimated``), and scored under the world's true probabilities (``oracle``: the luck of
 the draws aside); the old champion, never retrained, is scored on the same rows in process
 (``monitoring.loop.loop_world``), which is what retraining is judged against. Prints the weekly table of each world
-and the summary (weeks to the first flag, flags in the control, mean |estimated - realised| AUC, AUC before and after
-the first promotion against the old champion on the same rows and the oracle, prediction-log rows written, latency),
-and writes benchmarks/results/live_loop.json. Only 127.0.0.1 is contacted.
+and the summary (weeks to the first flag, flags in the control, mean |estimated - realised| AUC, the AUC of each
+version served and after the shift against the old champion on the same rows and the oracle, prediction-log rows
+written, latency), and writes benchmarks/results/live_loop.json. Only 127.0.0.1 is contacted.
 
     .venv/bin/python -m benchmarks.live_loop [--projects 1500] [--seed 21] [--weeks 52] [--min-days 28]
         [--worlds control,shifted]
@@ -305,22 +305,6 @@ def summarise(name: str, live: dict, table: pd.DataFrame, shift_from: pd.Timesta
         "reload_s_p50": percentile([w["reload_s"] for w in weeks if "reload_s" in w], 50),
     }
     out["segments"] = segments(table, shift_from)
-    if promoted:
-        first = pd.Timestamp(promoted[0][0])
-        after = table[table["as_of"] >= first]
-        before = table[(table["as_of"] < first) & (table["as_of"] >= (shift_from or table["as_of"].min()))]
-        out["after_first_promotion"] = {
-            "from": str(first.date()),
-            "realised": pooled(after, ("realised_auc", "old_realised_auc")),
-            "oracle": pooled(after, ("oracle_auc", "old_oracle_auc")),
-        }
-        out["before_first_promotion"] = {
-            "realised": pooled(before, ("realised_auc", "old_realised_auc")),
-            "oracle": pooled(before, ("oracle_auc", "old_oracle_auc")),
-        }
-    else:
-        after = table[table["as_of"] >= (shift_from or table["as_of"].min())]
-        out["no_promotion"] = {"realised": pooled(after, ("realised_auc", "old_realised_auc"))}
     return out
 
 

@@ -334,11 +334,16 @@ def realised_auc(
 
 
 # ------------------------------------------------------------------------------------------------- the loop
+def reference_dates(cut: pd.Timestamp, weeks: int = REFERENCE_WEEKS) -> list[pd.Timestamp]:
+    """The ``as_of`` of each week of the reference window: the ``weeks`` weeks before ``cut``, oldest first."""
+    return [cut - k * WEEK for k in range(weeks, 0, -1)]
+
+
 def reference_rows(engine, cut: pd.Timestamp, weeks: int = REFERENCE_WEEKS, model: str = MODEL) -> pd.DataFrame:
     """The reference window: the rows the service would have logged for ``model`` in the ``weeks`` weeks before
     ``cut`` (the end of the champion's training window), scored by the champion, as :func:`scored_rows` gives
     them."""
-    return pd.concat([scored_rows(engine, cut - k * WEEK, model) for k in range(weeks, 0, -1)], ignore_index=True)
+    return pd.concat([scored_rows(engine, t, model) for t in reference_dates(cut, weeks)], ignore_index=True)
 
 
 def run_weeks(

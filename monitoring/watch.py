@@ -44,7 +44,7 @@ def watch_engine(
     ``reference_rows``, and :func:`monitoring.loop.judge_week`'s figures (``flagged``, ``reason``, ``drifted``,
     ``prediction_psi``, the estimates); or a ``note`` saying why it was not watched."""
     from features.targets import TARGETS
-    from monitoring.loop import REFERENCE_WEEKS, WEEK, rows_of
+    from monitoring.loop import WEEK, reference_dates, rows_of
 
     blocks: dict[pd.Timestamp, object] = {}
 
@@ -69,7 +69,7 @@ def watch_engine(
         if cut is None:
             out[name] = {**head, "note": "not watched: the champion's data window is not dated"}
             continue
-        reference = rows(name, [cut - k * WEEK for k in range(REFERENCE_WEEKS, 0, -1)])
+        reference = rows(name, reference_dates(cut))
         head |= {"kind": TARGETS[name].kind, "reference_until": str(cut.date()), "weeks": weeks}
         out[name] = judged(name, bundle, rows(name, recent), reference, settings, known.get(name), head)
     return out
