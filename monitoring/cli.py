@@ -293,8 +293,8 @@ def watched_section(watched: dict) -> list[str]:
     parts = [
         "<h2>Watched before the outcomes</h2>",
         f"<p>Each champion's rows of the latest {RECENT_WEEKS} weeks, as the service logs them (open milestones in "
-        "the model's domain; open projects for churn), against the same rows over the quarter before its data "
-        "ended. Estimates assume the model is still calibrated.</p>",
+        "the model's domain; open projects for churn), against the same rows over the quarter before the export it "
+        "learned from ended. Estimates assume the model is still calibrated.</p>",
     ]
     for name, entry in watched_models(watched).items():
         version = f" v{entry['version']}" if entry.get("version") else ""
