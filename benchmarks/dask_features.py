@@ -157,6 +157,16 @@ def run_size(projects: int, workdir: Path, args) -> dict:
     return row
 
 
+def write_report(rows: list[dict], args) -> None:
+    report = {
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "settings": {k: v for k, v in vars(args).items() if k != "child"},
+        "sizes": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
@@ -165,6 +175,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="auto", help="per worker, as LocalCluster takes it (auto: RAM / n)")
     parser.add_argument("--part-projects", type=int, default=None, help="default: world.write.PART_PROJECTS")
     parser.add_argument("--pandas-max", type=int, default=30_000, help="largest world the pandas engine runs on")
+    parser.add_argument("--tmp", default=None, help="folder for the generated worlds (default: the system's)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -179,9 +190,10 @@ def main() -> None:
 
     args.part_projects = args.part_projects or PART_PROJECTS
     rows = []
-    with tempfile.TemporaryDirectory(prefix="eqsms-dask-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="eqsms-dask-bench-", dir=args.tmp) as tmp:
         for projects in args.sizes:
             rows.append(run_size(projects, Path(tmp), args))
+            write_report(rows, args)  # after every size: the largest may take an hour
             r = rows[-1]
             d, p = r["dask"], r.get("pandas")
             print(
@@ -196,13 +208,6 @@ def main() -> None:
                 ),
                 flush=True,
             )
-    report = {
-        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
-        "settings": {k: v for k, v in vars(args).items() if k != "child"},
-        "sizes": rows,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {RESULTS}")
 
 
