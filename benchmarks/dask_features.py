@@ -8,7 +8,8 @@ second, the pandas process's peak RSS, the Dask driver's peak RSS and each worke
 0.2 s), and a digest of each dataset's frame, which must be the same from both engines. Prints a table and writes
 benchmarks/results/dask_features.json.
 
-    .venv/bin/python -m benchmarks.dask_features [--sizes 10000 30000 100000] [--workers 2]
+    .venv/bin/python -m benchmarks.dask_features [--sizes 10000 30000 100000] [--workers 2] [--memory-limit 1GiB]
+        [--partitions N] [--pandas-max N] [--out PATH]
 """
 
 from __future__ import annotations
@@ -160,11 +161,12 @@ def run_size(projects: int, workdir: Path, args) -> dict:
 def write_report(rows: list[dict], args) -> None:
     report = {
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
-        "settings": {k: v for k, v in vars(args).items() if k != "child"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("child", "out", "tmp")},
         "sizes": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
@@ -175,6 +177,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="auto", help="per worker, as LocalCluster takes it (auto: RAM / n)")
     parser.add_argument("--part-projects", type=int, default=None, help="default: world.write.PART_PROJECTS")
     parser.add_argument("--pandas-max", type=int, default=30_000, help="largest world the pandas engine runs on")
+    parser.add_argument("--out", default=str(RESULTS), help="the JSON report to write")
     parser.add_argument("--tmp", default=None, help="folder for the generated worlds (default: the system's)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,7 +211,7 @@ def main() -> None:
                 ),
                 flush=True,
             )
-    print(f"-> {RESULTS}")
+    print(f"-> {args.out}")
 
 
 if __name__ == "__main__":
