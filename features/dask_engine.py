@@ -9,13 +9,15 @@ come through ``memo["compute"]`` (``features.targets.features_of``).
 
 How the data flows:
 
-1. **Validation, file by file.** ``projects`` and ``milestones`` (a row a project or a milestone: small) are read and
-   validated in the driver with ``features.validate``. Each part file of the large tables is read and validated by a
-   worker with the very same ``_validate_table`` (cell checks, ordered dates, repeated keys within the file, and
-   unknown projects against the accepted project ids, broadcast). Reports and quarantine frames are merged in file
-   order, as the pandas engine lists them. A key repeated *across* files is found from one 64-bit hash a row
-   (gathered, never the rows) and refused with a ``ContractError``: quarantining it as the pandas engine does is
-   left for later.
+1. **Validation, piece by piece.** ``projects`` and ``milestones`` (a row a project or a milestone: small) are read
+   and validated in the driver with ``features.validate``. Each piece of the large tables (a part file, or a run of
+   a big Parquet file's row groups: ``pieces_of``) is read and validated by a worker with the very same
+   ``_validate_table`` (cell checks, ordered dates, repeated keys within the piece, and unknown projects against
+   the accepted project ids, broadcast). A key repeated *across* pieces is found from two 64-bit hashes of each
+   compared key (``validate.key_hashes``; gathered, never the rows): the pieces that hold a key an earlier piece
+   held first are validated again, told which keys and where each was first seen, so their repeats are quarantined
+   with the pandas engine's reasons. Reports and quarantine frames are merged in the table's order, as the pandas
+   engine lists them.
 2. **Partitioned by project.** Each validated file is split by partition (projects in ranges of the projects table's
    order, ``partitions`` ranges) into ``<scratch>/<table>/p<k>/<file>.parquet``: a Parquet folder partitioned by
    project, written on disk by the workers (out of core). A partition's pieces, read in file order, hold its
@@ -74,6 +76,7 @@ DRIVER_TABLES = ("projects", "milestones")  # a row a project or a milestone: va
 LARGE_TABLES = ("inspections", "resources", "complaints", "surveys")  # validated and partitioned file by file
 CROSS_STREAMS = ("kind_done", "client_award", "client_handover", "client_complaint")  # built once, broadcast
 PROJECTS_PER_PARTITION = 5_000
+PIECE_ROWS = 2_000_000  # a Parquet file of more rows is read by several tasks, each a run of its row groups
 
 
 @dataclass
@@ -148,27 +151,66 @@ def _warm() -> None:
     import features.validate  # noqa: F401
 
 
+@dataclass(frozen=True)
+class Piece:
+    """What one task validates: a part file, or a run of a big Parquet file's row groups."""
+
+    path: Path
+    name: str  # the file as the quarantine names it: its path under the data folder
+    row_groups: tuple[int, ...] | None = None  # None: the whole file
+    first_row: int = 1  # the source row of its first row
+
+
+def pieces_of(files: list[Path], data_dir: Path, piece_rows: int) -> list[Piece]:
+    """A table's files as the tasks take them, in the table's order: each file whole, but a Parquet file of more
+    than ``piece_rows`` rows cut into runs of whole row groups of at most ``piece_rows`` rows (or one group)."""
+    import pyarrow.parquet as pq
+
+    from features.io import _suffix
+
+    pieces = []
+    for path in files:
+        name = path.relative_to(data_dir).as_posix()
+        meta = pq.ParquetFile(path).metadata if _suffix(path) == ".parquet" else None
+        if meta is None or meta.num_rows <= piece_rows or meta.num_row_groups < 2:
+            pieces.append(Piece(path, name))
+            continue
+        groups, rows, first = [], 0, 1
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            if groups and rows + n > piece_rows:
+                pieces.append(Piece(path, name, tuple(groups), first))
+                groups, first, rows = [], first + rows, 0
+            groups.append(g)
+            rows += n
+        pieces.append(Piece(path, name, tuple(groups), first))
+    return pieces
+
+
 def _validate_file(
     table: str,
     index: int,
-    path: Path,
-    name: str,
+    piece: Piece,
     projects,
     window: DateWindow,
     part_of: pd.Series,
     scratch: Path,
+    prior: pd.DataFrame | None = None,
 ) -> dict:
-    """Read and validate one part file of a large table (as ``read_table`` + ``_validate_table`` would for it), write
-    its accepted rows by partition, and return what the driver reconciles: report, quarantine, cells, absent
-    columns, newest facts, key hashes (and the complaints' compact stream)."""
-    raw = read_file(path)
+    """Read and validate one piece of a large table (as ``read_table`` + ``_validate_table`` would for it, ``prior``
+    the keys first seen in earlier pieces), write its accepted rows by partition, and return what the driver
+    reconciles: report, quarantine, cells, absent columns, newest facts, its first keys' hashes (and the complaints'
+    compact stream)."""
+    raw = read_file(piece.path, piece.row_groups)
     raw = raw.drop(columns=[c for c in SOURCE_COLUMNS if c in raw.columns])
-    raw[SOURCE_ROW] = np.arange(1, len(raw) + 1, dtype=np.int64)
-    raw[SOURCE_FILE] = pd.Categorical.from_codes(np.zeros(len(raw), np.int32), categories=[name])
+    raw[SOURCE_ROW] = np.arange(piece.first_row, piece.first_row + len(raw), dtype=np.int64)
+    raw[SOURCE_FILE] = pd.Categorical.from_codes(np.zeros(len(raw), np.int32), categories=[piece.name])
     spec = TABLES[table]
-    result = _validate_table(spec, raw, projects, window)
+    result = _validate_table(spec, raw, projects, window, prior=prior, first_keys=True)
     accepted = result.accepted[[c.name for c in spec.columns]]  # the contract's columns: what the families read
     part = part_of.reindex(accepted["project_id"]).to_numpy()
+    for old in scratch.glob(f"{table}/p*/{index:06d}.parquet"):  # a piece validated again (``prior``)
+        old.unlink()
     for k in np.unique(part):
         folder = scratch / table / f"p{int(k):05d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -179,7 +221,7 @@ def _validate_file(
         "cells": result.cells,
         "absent": result.missing_columns,
         "newest": {c: accepted[c].max() for c in FACT_COLUMNS[table]},
-        "keys": pd.util.hash_pandas_object(accepted[list(spec.key)], index=False).to_numpy(),
+        "first_keys": result.first_keys,
     }
     if table == "complaints":  # the client's complaints across its projects: a cross-project stream
         out["compact"] = accepted[["project_id", "received_at"]]
@@ -239,19 +281,25 @@ def _merge_reports(table: str, parts: list[dict]) -> TableReport:
     return TableReport(table, sum(r.rows_in for r in reports), sum(r.rows_accepted for r in reports), reasons, cells)
 
 
-def _check_keys_across_files(table: str, parts: list[dict]) -> None:
-    """Refuse a key repeated in two files (each file's own repeats are quarantined by ``_validate_table``)."""
+def _repeats_across_pieces(parts: list[dict], pieces: list[Piece]) -> dict[int, pd.DataFrame]:
+    """The keys a piece holds that an earlier piece held first: for each such piece, those keys' hashes and the
+    file and row where each was first seen (``prior`` of ``_validate_table``). Each piece's own repeats are already
+    quarantined, so a piece lists each key once."""
     if len(parts) < 2:
-        return
-    keys = np.concatenate([p["keys"] for p in parts])
-    owner = np.repeat(np.arange(len(parts)), [len(p["keys"]) for p in parts])
-    order = np.argsort(keys, kind="stable")
-    same = keys[order][1:] == keys[order][:-1]
-    if (same & (owner[order][1:] != owner[order][:-1])).any():
-        raise ContractError(
-            f"{table}: a key ({', '.join(TABLES[table].key)}) appears in more than one part file; the Dask engine "
-            "quarantines repeats within a file only: remove the repeats, or use --engine pandas"
-        )
+        return {}
+    firsts = [p["first_keys"] for p in parts]
+    keys = pd.concat(firsts, ignore_index=True)
+    keys["piece"] = np.repeat(np.arange(len(parts), dtype=np.int32), [len(f) for f in firsts])
+    seen = keys.duplicated(["h1", "h2"], keep=False).to_numpy()
+    if not seen.any():
+        return {}
+    keys = keys[seen]  # in the table's order: piece, then row
+    later = keys.duplicated(["h1", "h2"], keep="first").to_numpy()
+    first = keys[~later].rename(columns={"piece": "first_piece", "row": "first_row"})
+    repeats = keys[later][["h1", "h2", "piece"]].merge(first, on=["h1", "h2"], sort=False)
+    repeats["file"] = np.array([p.name for p in pieces], dtype=object)[repeats["first_piece"].to_numpy()]
+    repeats = repeats.rename(columns={"first_row": "row"})[["h1", "h2", "file", "row", "piece"]]
+    return {int(k): g.drop(columns="piece").reset_index(drop=True) for k, g in repeats.groupby("piece", sort=True)}
 
 
 def _newest_facts(table: str, parts: list[dict]) -> pd.DataFrame:
@@ -301,11 +349,13 @@ def build_all_dask(
     partitions: int | None = None,
     client=None,
     progress: Callable[[str, int, int], None] | None = None,
+    piece_rows: int = PIECE_ROWS,
 ) -> DaskBuild:
     """Each target's dataset from a folder of exports, on Dask: the same :class:`~features.datasets.Dataset` as
     ``build_all(load(data_dir), settings, targets)``. ``client`` (a ``distributed.Client``) or ``scheduler`` (an
     address) says where to run; neither: a new local cluster. ``partitions``: how many project ranges (default:
-    one a ``PROJECTS_PER_PARTITION`` projects, at least one a worker)."""
+    one a ``PROJECTS_PER_PARTITION`` projects, at least one a worker). ``piece_rows``: a Parquet file of more rows
+    is validated in runs of its row groups (``pieces_of``)."""
     import time
 
     data_dir = Path(data_dir)
@@ -349,25 +399,18 @@ def build_all_dask(
         say("validating and partitioning the large tables", 1, 4)
         scratch.mkdir(parents=True, exist_ok=True)
         shared = {k: client.scatter(v, broadcast=True) for k, v in (("projects", projects_ids), ("part_of", part_of))}
-        futures = {
-            t: [
-                client.submit(
-                    _validate_file,
-                    t,
-                    i,
-                    path,
-                    path.relative_to(data_dir).as_posix(),
-                    shared["projects"],
-                    window,
-                    shared["part_of"],
-                    scratch,
-                    pure=False,
-                )
-                for i, path in enumerate(f)
-            ]
-            for t, f in files.items()
-        }
+        pieces = {t: pieces_of(f, data_dir, piece_rows) for t, f in files.items()}
+
+        def validate(t: str, i: int, prior: pd.DataFrame | None = None):
+            args = (t, i, pieces[t][i], shared["projects"], window, shared["part_of"], scratch, prior)
+            return client.submit(_validate_file, *args, pure=False)
+
+        futures = {t: [validate(t, i) for i in range(len(p))] for t, p in pieces.items()}
         results = {t: client.gather(fs) for t, fs in futures.items()}
+        for t, parts in results.items():  # keys first seen in an earlier piece: those pieces again, told so
+            again = {i: validate(t, i, prior) for i, prior in _repeats_across_pieces(parts, pieces[t]).items()}
+            for i, redone in zip(again, client.gather(list(again.values())), strict=True):
+                parts[i] = redone
         newest: dict[str, pd.DataFrame] = {}
         for t in LARGE_TABLES:
             parts = results.get(t, [])
@@ -377,7 +420,6 @@ def build_all_dask(
                 data.missing_tables.append(t)
                 newest[t] = _newest_facts(t, [])
                 continue
-            _check_keys_across_files(t, parts)
             data.reports[t] = _merge_reports(t, parts)
             data.quarantine[t] = pd.concat([p["quarantine"] for p in parts], ignore_index=True)
             data.cells[t] = pd.concat([p["cells"] for p in parts], ignore_index=True)

@@ -169,16 +169,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, row_groups: tuple[int, ...] | None = None) -> pd.DataFrame:
     try:
+        if row_groups is not None:
+            return pq.ParquetFile(path).read_row_groups(list(row_groups)).to_pandas(date_as_object=False)
         return pq.read_table(path).to_pandas(date_as_object=False)
     except (pa.ArrowException, OSError) as err:
         raise ContractError(f"{path.name}: cannot read as Parquet ({err}); re-export the table") from err
 
 
-def read_file(path: Path) -> pd.DataFrame:
-    """One file as written: CSV as strings (empty = ""), Parquet in its stored types."""
-    frame = _read_parquet(path) if _suffix(path) == ".parquet" else _read_csv(path)
+def read_file(path: Path, row_groups: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """One file as written: CSV as strings (empty = ""), Parquet in its stored types (only ``row_groups``, if given:
+    a Parquet file's row groups, in order)."""
+    frame = _read_parquet(path, row_groups) if _suffix(path) == ".parquet" else _read_csv(path)
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 

@@ -395,36 +395,78 @@ def _strictly_increasing(keys: list[pd.Series]) -> bool:
     return bool(greater.all())
 
 
-def _duplicate_finding(spec: Table, raw: pd.DataFrame, typed: dict[str, pd.Series], passed: np.ndarray):
-    """Rows (among ``passed``) whose key repeats an earlier passed row; the first row of each key is kept."""
-    key = list(spec.key)
-    frame = pd.DataFrame({k: typed[k] for k in key})
+KEY_HASHES = ("eqsms-key-hash-1", "eqsms-key-hash-2")  # two independent 64-bit hashes of a key: 128 bits
+
+
+def key_hashes(keys: pd.DataFrame) -> pd.DataFrame:
+    """Two independent 64-bit hashes of each row's key (``h1``, ``h2``): equal keys give equal pairs, and two
+    different keys the same pair with a chance of about 2^-128. What the Dask engine compares across part files."""
+    return pd.DataFrame(
+        {
+            name: pd.util.hash_pandas_object(keys, index=False, hash_key=k).to_numpy()
+            for name, k in zip(("h1", "h2"), KEY_HASHES, strict=True)
+        }
+    )
+
+
+def _key_candidates(spec: Table, typed: dict[str, pd.Series], passed: np.ndarray) -> pd.DataFrame:
+    """The typed keys of the rows (among ``passed``) with a whole key: those the repeated-key rule compares. Its
+    index is the rows' positions in the table."""
+    frame = pd.DataFrame({k: typed[k] for k in spec.key})
     candidates = passed & frame.notna().all(axis=1).to_numpy()
-    if not candidates.all():
-        frame = frame.iloc[np.flatnonzero(candidates)]
-    if _strictly_increasing([frame[k] for k in key]):
-        return None
-    repeated = frame.duplicated(keep=False).to_numpy()
+    return frame if candidates.all() else frame.iloc[np.flatnonzero(candidates)]
+
+
+def _repeats_of_prior(keys: pd.DataFrame, prior: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (positions) whose key was first seen before this table's rows (``prior``: ``h1``, ``h2``, and where
+    it was seen: ``file``, ``row``), with that file and row."""
+    if prior is None or not len(prior) or not len(keys):
+        return np.array([], np.int64), np.array([], object), np.array([], np.int64)
+    found = key_hashes(keys).assign(position=keys.index.to_numpy()).merge(prior, on=["h1", "h2"], sort=False)
+    return (
+        found["position"].to_numpy(np.int64),
+        found["file"].to_numpy(dtype=object),
+        found["row"].to_numpy(np.int64),
+    )
+
+
+def _repeats_within(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (positions) whose key repeats an earlier row of ``keys``, with that first row's position."""
+    none = np.array([], np.int64)
+    if _strictly_increasing([keys[k] for k in keys.columns]):
+        return none, none
+    repeated = keys.duplicated(keep=False).to_numpy()
     if not repeated.any():
-        return None
-    group = frame.iloc[np.flatnonzero(repeated)]
+        return none, none
+    group = keys.iloc[np.flatnonzero(repeated)]
     positions = group.index.to_numpy()  # positions in the table
-    ids = group.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    ids = group.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()
     _, first_at = np.unique(ids, return_index=True)
     first = positions[first_at[ids]]
     later = positions != first
-    rows, first = positions[later], first[later]
-    order = np.argsort(rows)
-    rows, first = rows[order], first[order]
+    return positions[later], first[later]
+
+
+def _duplicate_finding(spec: Table, raw: pd.DataFrame, keys: pd.DataFrame, prior: pd.DataFrame | None = None):
+    """Rows whose key repeats an earlier row: of ``prior`` (keys first seen in earlier files, as the Dask engine
+    passes them), else of this table (the first row of each key is kept). ``keys``: ``_key_candidates``."""
+    rows_p, file_p, row_p = _repeats_of_prior(keys, prior)
+    rows_w, first_w = _repeats_within(keys.drop(index=rows_p) if rows_p.size else keys)
+    if not rows_p.size and not rows_w.size:
+        return None
+    rows = np.concatenate([rows_p, rows_w])
+    file_of_first = np.concatenate([file_p, _shown(raw[SOURCE_FILE], first_w)]).astype(object)
+    row_of_first = np.concatenate([row_p, raw[SOURCE_ROW].to_numpy()[first_w]])
+    order = np.argsort(rows, kind="stable")
+    rows, file_of_first, row_of_first = rows[order], file_of_first[order], row_of_first[order]
     file_of_row = _shown(raw[SOURCE_FILE], rows)
-    file_of_first = _shown(raw[SOURCE_FILE], first)
     where = np.where(file_of_first == file_of_row, "source row ", file_of_first + " row ").astype(object)
     described = None
-    for k in key:
+    for k in spec.key:
         part = f"{k} " + _shown(raw[k], rows)
         described = part if described is None else described + ", " + part
-    reasons = described + " repeats " + where + raw[SOURCE_ROW].to_numpy()[first].astype(str).astype(object)
-    return _Finding(rows, "+".join(key), Error.DUPLICATE_ID, reasons)
+    reasons = described + " repeats " + where + row_of_first.astype(str).astype(object)
+    return _Finding(rows, "+".join(spec.key), Error.DUPLICATE_ID, reasons)
 
 
 class _Projects(NamedTuple):
@@ -574,6 +616,7 @@ class _TableResult(NamedTuple):
     report: TableReport
     missing_columns: list[str]
     project_ids: _Projects | None  # for the projects table: what child rows may reference
+    first_keys: pd.DataFrame | None = None  # h1, h2, row: each key's first row here among those compared
 
 
 def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, column, code, reason) -> pd.DataFrame:
@@ -645,7 +688,16 @@ def _typed_columns(
     return typed, findings, absent
 
 
-def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, window: DateWindow) -> _TableResult:
+def _validate_table(
+    spec: Table,
+    raw: pd.DataFrame,
+    projects: _Projects | None,
+    window: DateWindow,
+    prior: pd.DataFrame | None = None,
+    first_keys: bool = False,
+) -> _TableResult:
+    """Validate one table's rows (or one file's, for the Dask engine: ``prior`` then holds the hashes of keys first
+    seen in earlier files, and ``first_keys`` asks for the hashes of the keys this file holds first)."""
     raw = _with_sources(raw, spec.name)
     n = len(raw)
     typed, findings, absent = _typed_columns(spec, raw, window)
@@ -657,7 +709,8 @@ def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, 
     for f in findings:
         if not f.nulls:
             passed[f.rows] = False
-    if (dup := _duplicate_finding(spec, raw, typed, passed)) is not None:
+    keys = _key_candidates(spec, typed, passed)
+    if (dup := _duplicate_finding(spec, raw, keys, prior)) is not None:
         findings.append(dup)
     if spec.references_project and projects is not None:
         if (ref := _reference_finding(typed, projects)) is not None:
@@ -679,7 +732,11 @@ def _validate_table(spec: Table, raw: pd.DataFrame, projects: _Projects | None, 
     if spec.name == "projects":
         seen = typed["project_id"].dropna()
         ids = _Projects(accepted=accepted["project_id"], seen=seen)
-    return _TableResult(accepted, quarantine, cells, report, absent, ids)
+    firsts = None
+    if first_keys:
+        kept = keys if dup is None else keys.drop(index=dup.rows, errors="ignore")
+        firsts = key_hashes(kept).assign(row=raw[SOURCE_ROW].to_numpy()[kept.index.to_numpy()])
+    return _TableResult(accepted, quarantine, cells, report, absent, ids, firsts)
 
 
 def _empty_quarantine(table: str) -> pd.DataFrame:
