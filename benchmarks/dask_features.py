@@ -90,6 +90,7 @@ class Sampler(threading.Thread):
 
 
 def child_dask(data_dir: Path, workers: int, partitions: int | None, memory_limit: str) -> dict:
+    import psutil
     from distributed import Client, LocalCluster
 
     from eqsms.settings import Settings
@@ -104,8 +105,18 @@ def child_dask(data_dir: Path, workers: int, partitions: int | None, memory_limi
     t1 = time.perf_counter()
     sampler = Sampler(client.run(os.getpid))
     sampler.start()
-    built = build_all_dask(data_dir, settings, client=client, partitions=partitions)
+    driver = psutil.Process()
+    marks: dict[str, list[int]] = {}  # the driver's resident memory as each step starts: now, peak so far (MiB)
+
+    def mark(step: str, *_) -> None:
+        marks[step] = [
+            round(driver.memory_info().rss / MIB),
+            round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        ]
+
+    built = build_all_dask(data_dir, settings, client=client, partitions=partitions, progress=mark)
     t2 = time.perf_counter()
+    mark("done")
     sampler.done.set()
     sampler.join()
     client.close()
@@ -121,6 +132,7 @@ def child_dask(data_dir: Path, workers: int, partitions: int | None, memory_limi
         "events_per_second": round(built.input_rows / (t2 - t1)),
         "peak_rss_worker_mib": sorted(round(v / MIB) for v in sampler.peaks.values()),
         "peak_rss_driver_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "driver_rss_mib_at_step_now_peak": marks,
         "datasets": _datasets(built.results),
     }
 
@@ -137,12 +149,19 @@ def in_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_size(projects: int, workdir: Path, args) -> dict:
+def child_generate(data_dir: Path, projects: int, part_projects: int) -> dict:
     from world import generate_world
 
+    generate_world(projects, seed=1, out_dir=data_dir, fmt="parquet", part_projects=part_projects)
+    return {}
+
+
+def run_size(projects: int, workdir: Path, args) -> dict:
     data_dir = workdir / f"world_{projects}"
     t0 = time.perf_counter()
-    generate_world(projects, seed=1, out_dir=data_dir, fmt="parquet", part_projects=args.part_projects)
+    # In a child too: Linux keeps a process's peak RSS across fork and exec, so the engines' children would report
+    # this process's peak as theirs if it held the world.
+    in_child("generate", str(data_dir), str(projects), str(args.part_projects))
     generated = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in data_dir.rglob("*.parquet") if p.name != "oracle.parquet")
     row = {"projects": projects, "seconds_generate": round(generated, 1), "parquet_mib": round(size / MIB, 1)}
@@ -183,7 +202,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        if kind == "pandas":
+        if kind == "generate":
+            result = child_generate(Path(rest[0]), int(rest[1]), int(rest[2]))
+        elif kind == "pandas":
             result = child_pandas(Path(rest[0]))
         else:
             result = child_dask(Path(rest[0]), int(rest[1]), int(rest[2]) or None, rest[3])
