@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import generate_apart
+
 RESULTS = Path(__file__).parent / "results" / "dask_features.json"
 MIB = 1024 * 1024
 
@@ -149,19 +151,10 @@ def in_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def child_generate(data_dir: Path, projects: int, part_projects: int) -> dict:
-    from world import generate_world
-
-    generate_world(projects, seed=1, out_dir=data_dir, fmt="parquet", part_projects=part_projects)
-    return {}
-
-
 def run_size(projects: int, workdir: Path, args) -> dict:
     data_dir = workdir / f"world_{projects}"
     t0 = time.perf_counter()
-    # In a child too: Linux keeps a process's peak RSS across fork and exec, so the engines' children would report
-    # this process's peak as theirs if it held the world.
-    in_child("generate", str(data_dir), str(projects), str(args.part_projects))
+    generate_apart(data_dir, n_projects=projects, seed=1, fmt="parquet", part_projects=args.part_projects)
     generated = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in data_dir.rglob("*.parquet") if p.name != "oracle.parquet")
     row = {"projects": projects, "seconds_generate": round(generated, 1), "parquet_mib": round(size / MIB, 1)}
@@ -202,9 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        if kind == "generate":
-            result = child_generate(Path(rest[0]), int(rest[1]), int(rest[2]))
-        elif kind == "pandas":
+        if kind == "pandas":
             result = child_pandas(Path(rest[0]))
         else:
             result = child_dask(Path(rest[0]), int(rest[1]), int(rest[2]) or None, rest[3])

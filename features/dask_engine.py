@@ -290,10 +290,14 @@ def _repeats_across_pieces(parts: list[dict], pieces: list[Piece]) -> dict[int, 
     firsts = [p["first_keys"] for p in parts]
     keys = pd.concat(firsts, ignore_index=True)
     keys["piece"] = np.repeat(np.arange(len(parts), dtype=np.int32), [len(f) for f in firsts])
-    seen = keys.duplicated(["h1", "h2"], keep=False).to_numpy()
-    if not seen.any():
+    h1 = np.sort(keys["h1"].to_numpy())  # a key seen twice has its first hash seen twice: a sort finds those, fast
+    twice = np.unique(h1[1:][h1[1:] == h1[:-1]])
+    if not twice.size:
         return {}
-    keys = keys[seen]  # in the table's order: piece, then row
+    keys = keys[np.isin(keys["h1"].to_numpy(), twice)]
+    keys = keys[keys.duplicated(["h1", "h2"], keep=False).to_numpy()]  # in the table's order: piece, then row
+    if keys.empty:
+        return {}
     later = keys.duplicated(["h1", "h2"], keep="first").to_numpy()
     first = keys[~later].rename(columns={"piece": "first_piece", "row": "first_row"})
     repeats = keys[later][["h1", "h2", "piece"]].merge(first, on=["h1", "h2"], sort=False)
