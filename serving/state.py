@@ -33,7 +33,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from eqsms.settings import Settings, get_settings
+from eqsms.settings import Settings
 from serving.runtime import Engine, NotReady
 from serving.snapshot import Snapshots
 
@@ -106,8 +106,10 @@ def load(settings: Settings, build_engine: Callable[[Settings], Engine]) -> Serv
 
 @dataclass
 class Holder:
-    """The service's current :class:`Served`, and its reloads."""
+    """The service's current :class:`Served`, and its reloads, from the settings it started with (a process's
+    environment does not change; a test's does, and a holder left polling must not follow it)."""
 
+    settings: Settings
     build_engine: Callable[[Settings], Engine]
     current: Served
     last_reload: dict = field(default_factory=dict)
@@ -119,7 +121,7 @@ class Holder:
     @classmethod
     def start(cls, settings: Settings, build_engine: Callable[[Settings], Engine]) -> Holder:
         seen = cls._marker_time(settings)  # before the load: a reload asked while this worker loads is followed
-        holder = cls(build_engine, load(settings, build_engine))
+        holder = cls(settings, build_engine, load(settings, build_engine))
         holder._marker_seen = seen
         holder.measure()
         return holder
@@ -140,7 +142,7 @@ class Holder:
         """Load a new set beside the current one and swap; on failure keep the current one. One at a time (a second
         caller waits for the first). The outcome, as logged."""
         with self._lock:
-            settings = get_settings()
+            settings = self.settings
             started = time.perf_counter()
             old = self.current
             outcome = {"reason": reason, "at": datetime.now(UTC).isoformat()}
@@ -235,7 +237,7 @@ class Holder:
         def loop() -> None:
             last_poll = time.monotonic()
             while not self._stop.wait(check_seconds):
-                settings = get_settings()
+                settings = self.settings
                 full = poll_seconds > 0 and time.monotonic() - last_poll >= poll_seconds
                 reason = self.what_changed(settings, models) if full else self._asked(settings)
                 if full:

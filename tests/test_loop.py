@@ -3,8 +3,6 @@ a few weeks of the loop on a small world with a shift and on its control (``benc
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,7 +94,6 @@ def test_the_retrain_effect_compares_the_old_and_the_new_champion_on_the_same_we
 def test_the_loop_flags_the_shift_within_weeks_and_never_the_control(tmp_path):
     """600 projects, the champions trained on the export two weeks before a workmanship shift (lighter training:
     the loop is tested, not the model), four weeks judged in the control and the shifted world."""
-    started = time.perf_counter()
     generate_world(600, 5, tmp_path / "control", fmt="parquet")
     control = load(tmp_path / "control").tables
     shift_from, cut = schedule(control, lead=2)
@@ -126,12 +123,10 @@ def test_the_loop_flags_the_shift_within_weeks_and_never_the_control(tmp_path):
     pd.testing.assert_series_equal(control_weeks["estimated_auc"].iloc[:2], shifted_weeks["estimated_auc"].iloc[:2])
     judged = control_weeks.dropna(subset=["realised_auc"])
     assert len(judged) and ((judged["estimated_auc"] - judged["realised_auc"]).abs() < 0.15).all()
-    assert time.perf_counter() - started < 90
 
     # The retrain at the first flag: challengers trained on the shifted world's export at that week in a copy of the
     # store, judged by the gate (lenient here, so the new champion's weeks are tested too: the gate is tested
     # elsewhere); the new champion scores the weeks after the flag on the rows the old one scored.
-    started = time.perf_counter()
     at, store = dates[2], tmp_path / "store_shifted"
     lenient = settings.model_copy(update={"promotion_tolerance": 1.0, "baseline_tolerance": 1.0})
     run = loop_retrained(tmp_path / "shifted", lenient, store, at, dates, min_positives=5)
@@ -153,4 +148,3 @@ def test_the_loop_flags_the_shift_within_weeks_and_never_the_control(tmp_path):
     assert tracking.alias_version(client, "defect_risk", "champion") == gate["champion_before"]
     effect = retrain_effect(runs["shifted"], new, shift_from, at)
     assert effect["after"]["old"]["pooled_judged"] == effect["after"]["new"]["pooled_judged"]
-    assert time.perf_counter() - started < 90
