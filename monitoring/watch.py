@@ -4,7 +4,9 @@ For each target the engine serves (``features.targets.TARGETS``), the export's l
 are scored by the champion as the service logs them (``monitoring.loop.rows_of``: a milestone target's open
 milestones in its domain, a client target's open projects) and compared with the same rows over the quarter before
 the export that champion was trained on ended (:func:`reference_end`: the population it was trained amid; churn's
-labelled window ends a year earlier, and a reference there flagged client tenure on a world with no shift). Each
+labelled window ends a year earlier, and a reference there flagged client tenure on a world with no shift), or
+over the quarter before the export of the challenger it was last kept against, when it held its quality on that
+challenger's newer test rows (the gate moves the reference then: ``training.tracking.REFERENCE_UNTIL``). Each
 week is scored once for every model (one engine block a week), and each model is judged by
 ``monitoring.loop.judge_week``: feature drift on its own features, drift of each output it answers with (the
 probability; the expected slip and P(late)), the performance estimated from those outputs alone (CBPE for a
@@ -65,7 +67,7 @@ def watch_engine(
         if bundle is None:
             out[name] = {**head, "note": "not watched: no champion loaded"}
             continue
-        cut = reference_end(bundle)
+        cut = reference_end(bundle, engine.info[name].reference_until if name in engine.info else None)
         if cut is None:
             out[name] = {**head, "note": "not watched: the champion's data window is not dated"}
             continue
@@ -75,15 +77,16 @@ def watch_engine(
     return out
 
 
-def reference_end(bundle) -> pd.Timestamp | None:
-    """Where a champion's reference quarter ends: the newest fact of the export it was trained on (``data_until``),
-    i.e. the rows the service answered just before that training. A model registered before ``data_until`` was
-    recorded: the end of its data window (``training.tracking.seen_until``), which for churn is a labelling window
-    (a year) earlier: its clients' tenure and award counts had grown since, and it flagged on a world with no shift.
-    None when neither is a date."""
+def reference_end(bundle, moved: str | None = None) -> pd.Timestamp | None:
+    """Where a champion's reference quarter ends: ``moved``, the day the gate moved it to when it kept the champion
+    after it held its quality on newer rows (``training.tracking.REFERENCE_UNTIL``); else the newest fact of the
+    export it was trained on (``data_until``), i.e. the rows the service answered just before that training. A model
+    registered before ``data_until`` was recorded: the end of its data window (``training.tracking.seen_until``),
+    which for churn is a labelling window (a year) earlier: its clients' tenure and award counts had grown since, and
+    it flagged on a world with no shift. None when none is a date."""
     from training.tracking import seen_until
 
-    until = bundle.meta.get("data_until")
+    until = moved or bundle.meta.get("data_until")
     return pd.Timestamp(until).normalize() if until else seen_until(bundle)
 
 

@@ -41,6 +41,7 @@ class Champion:
     alias: str = CHAMPION
     run_id: str | None = None
     trained_at: str | None = None
+    reference_until: str | None = None  # where the gate moved its drift reference (``tracking.REFERENCE_UNTIL``)
 
 
 def model_info(champion: Champion, bundle: ModelBundle, specs: Mapping[str, FeatureSpec]) -> schemas.ModelInfo:
@@ -186,7 +187,7 @@ class Engine:
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
         """Load the validated data folder and every target's @champion model, or say what is missing."""
-        from training.tracking import alias_version, configure, load_bundle
+        from training.tracking import REFERENCE_UNTIL, alias_version, configure, load_bundle
 
         tables = load_tables(settings)
         client = configure(settings)
@@ -202,7 +203,8 @@ class Engine:
             bundles[name] = load_bundle(f"models:/{name}/{version}")
             mv = client.get_model_version(name, version)
             trained_at = pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat()
-            champions[name] = Champion(name, str(version), CHAMPION, mv.run_id, trained_at)
+            moved = mv.tags.get(REFERENCE_UNTIL)
+            champions[name] = Champion(name, str(version), CHAMPION, mv.run_id, trained_at, moved)
         return cls(settings, tables, bundles, champions)
 
     # ------------------------------------------------------------------------------------------------- scoring

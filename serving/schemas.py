@@ -422,6 +422,11 @@ class ModelInfo(BaseModel):
     alias: str
     run_id: str | None = None
     trained_at: str | None = None
+    reference_until: str | None = Field(
+        None,
+        description="the day its drift reference now ends, when the gate kept it after it held its quality on "
+        "newer rows; else the reference is the quarter before the export it learned from",
+    )
     kind: str = Field(description="classifier (a probability) or slip (days, a range, P(late))")
     purpose: str = Field(description="what the model predicts")
     data_window: dict[str, Any] = Field(default_factory=dict)

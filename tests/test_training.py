@@ -5,6 +5,7 @@ The store is a real sqlite MLflow store in a temporary folder (and, in one test,
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -138,6 +139,64 @@ def test_gate_rejects_a_worse_challenger_and_promotes_a_better_one(tmp_path, dat
     assert tracking.alias_version(client, "defect_risk", "challenger") == worse.registered.version
     run = client.get_run(worse.registered.run_id)
     assert run.data.tags["gate.decision"] == "rejected" and "gate.champion_value" in run.data.metrics
+
+
+def test_a_kept_champion_that_held_its_quality_moves_its_drift_reference(tmp_path, data):
+    """The champion, trained on the export of a year before, is kept against a stump trained on today's: judged on
+    the stump's test rows newer than the champion's data, it held the AUC it was tested with, so its drift
+    reference moves to the export the stump learned from, and the monitor's watch reads it there."""
+    from features.contract import latest_fact
+    from monitoring.loop import export_at, write_export
+    from monitoring.watch import reference_end
+
+    settings = Settings(work_dir=tmp_path)
+    client = tracking.configure(settings)
+    cut = latest_fact(data.tables) - pd.Timedelta(days=365)
+    early = datasets_from_data(
+        load(write_export(export_at(data.tables, cut), tmp_path / "cut")), settings, ["defect_risk"]
+    )
+    lenient = settings.model_copy(update={"baseline_tolerance": 1})  # the gate's baseline rule is tested elsewhere
+    champion = run_target(early["defect_risk"], lenient, None, "test", True, client)
+    assert champion.decision.promoted
+    today = datasets_from_data(data, settings, ["defect_risk"])["defect_risk"]
+    stump = settings.model_copy(update={"n_estimators": 1, "num_leaves": 2, "max_depth": 1, "baseline_tolerance": 1})
+    kept = run_target(today, stump, None, "test", True, client)
+
+    d = kept.decision
+    assert not d.promoted and "newer than the champion's data" in d.reason, d.reason
+    day = str(pd.Timestamp(today.meta["data_until"]).date())
+    assert f"its drift reference now ends {day}" in d.reason
+    tags = client.get_model_version("defect_risk", champion.registered.version).tags
+    assert tags[tracking.REFERENCE_UNTIL] == day
+    bundle = champion.result.bundle
+    assert reference_end(bundle, tags[tracking.REFERENCE_UNTIL]) == pd.Timestamp(day)
+    before = pd.Timestamp(early["defect_risk"].meta["data_until"]).normalize()
+    assert reference_end(bundle) == before < pd.Timestamp(day)  # without the tag: the export it learned from
+
+
+def test_a_champion_holds_its_quality_unless_worse_beyond_chance():
+    """``held_its_quality``: new rows scored a little worse than the tested ones (within what 600 rows a side move
+    a metric by) hold; much worse do not. For a slip's MAE, lower is better."""
+    rng = np.random.default_rng(3)
+    risk, delay = target_of("defect_risk"), target_of("delay")
+
+    def scored(noise: float, n: int = 600):
+        label = rng.random(n) < 0.3
+        p = np.clip(0.3 + 0.3 * (label - 0.3) + rng.normal(0, noise, n), 0.01, 0.99)
+        return pd.DataFrame({risk.label: label.astype(int)}), {"probability": p}
+
+    tested = scored(0.2)
+    held = functools.partial(tracking.held_its_quality, draws=100)
+    assert held(risk, scored(0.22), tested)  # a little worse: within chance
+    assert not held(risk, scored(0.6), tested)  # far worse
+
+    def slipped(error: float, n: int = 600):
+        slip = rng.gamma(2, 8, n)
+        rows = pd.DataFrame({delay.label: slip, "late": (slip > 7).astype(int)})
+        return rows, {"expected_slip_days": slip + rng.normal(0, error, n)}
+
+    assert held(delay, slipped(5.1), slipped(5))
+    assert not held(delay, slipped(15), slipped(5))
 
 
 def test_a_run_that_fails_midway_moves_nothing(tmp_path, data, monkeypatch):

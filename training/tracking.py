@@ -503,9 +503,12 @@ def _judge(
             reason = "first model" + (f" ({few[0]}; not judged against the baselines)" if few else "")
             decision = Decision(name, True, reason, challenger, None, metric, new)
         else:
-            new, old, basis = judged_on_fresh_rows(client, name, champion, spec, rows, new)
+            new, old, basis, fresh = judged_on_fresh_rows(client, name, champion, spec, rows, new)
             better = _no_worse(new, old, metric, tolerance)
             said = f"no worse than the champion within {tolerance}" if better else "worse than the champion"
+            moved = None if better or fresh is None else _move_reference(client, name, champion, challenger, fresh)
+            if moved:
+                said += f"; the champion held its tested {metric} on them, so its drift reference now ends {moved}"
             decision = Decision(name, better, f"{said} ({basis})", challenger, champion, metric, new, old)
     else:
         decision = Decision(name, False, refused, challenger, champion, metric, new)
@@ -540,8 +543,9 @@ def with_tested(result: TrainResult) -> pd.DataFrame:
 
 def judged_on_fresh_rows(
     client: MlflowClient, name: str, champion: str, spec, rows: pd.DataFrame, logged: float
-) -> tuple[float, float, str]:
-    """The challenger's and the champion's headline metric on rows neither learned from, and which rows, in words.
+) -> tuple[float, float, str, pd.DataFrame | None]:
+    """The challenger's and the champion's headline metric on rows neither learned from, which rows, in words, and
+    those rows when they are newer than the champion's data (else None).
 
     The challenger's test rows after the champion's data (:func:`seen_until`: a champion refit on every row has
     learned from the older ones, and would look better than it is on them), each model judged on exactly those: the
@@ -554,12 +558,63 @@ def judged_on_fresh_rows(
     tested = {c.removeprefix(TESTED): fresh[c].to_numpy() for c in fresh.columns if c.startswith(TESTED)}
     if tested and not too_few_to_judge(spec, fresh):
         new = score_rows(spec, fresh, tested)[spec.headline]
-        return new, gate_metric(bundle, fresh), f"both on {len(fresh):,} test rows newer than the champion's data"
+        said = f"both on {len(fresh):,} test rows newer than the champion's data"
+        return new, gate_metric(bundle, fresh), said, fresh
     version = client.get_model_version(name, champion)
     theirs = client.get_run(version.run_id).data.metrics.get(f"model.{spec.headline}")
     if theirs is not None:
-        return logged, theirs, "each on its own test rows: too few of the challenger's are new to the champion"
-    return logged, gate_metric(bundle, rows), "the challenger's test rows, some of which the champion learned from"
+        return logged, theirs, "each on its own test rows: too few of the challenger's are new to the champion", None
+    said = "the challenger's test rows, some of which the champion learned from"
+    return logged, gate_metric(bundle, rows), said, None
+
+
+REFERENCE_UNTIL = "monitor.reference_until"  # a champion version's tag: where its drift reference now ends
+
+
+def _move_reference(client: MlflowClient, name: str, champion: str, challenger: str, fresh: pd.DataFrame) -> str | None:
+    """When the gate keeps a champion that, on test rows newer than its data (``fresh``), held the quality it was
+    tested with (:func:`held_its_quality`), the population up to the challenger's export is one it has been shown
+    to serve: its drift reference moves there (the version's ``REFERENCE_UNTIL`` tag, read by
+    ``monitoring.watch.reference_end``). Without this, a champion the gate keeps for months is judged against the
+    quarter before its own training, and features that move slowly with time (a client's tenure, firm-wide rates)
+    flag it though retraining gains nothing. A champion that lost quality keeps its reference, and its flag. The
+    date set, or None."""
+    version = client.get_model_version(name, champion)
+    spec = target(version.tags.get("target", name))
+    path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
+    own = pd.read_parquet(path)
+    tested = {c.removeprefix(TESTED): own[c].to_numpy() for c in own.columns if c.startswith(TESTED)}
+    if not tested:
+        return None  # trained before the tested predictions were logged: nothing to compare with
+    bundle = load_bundle(f"models:/{name}/{champion}")
+    if not held_its_quality(spec, (fresh, bundle.predict(fresh)), (own, tested)):
+        return None
+    until = load_bundle(f"models:/{name}/{challenger}").meta.get("data_until")
+    if not until:
+        return None
+    day = str(pd.Timestamp(until).date())
+    client.set_model_version_tag(name, champion, REFERENCE_UNTIL, day)
+    return day
+
+
+Scored = tuple[pd.DataFrame, dict[str, np.ndarray]]  # rows with their labels, and a model's predictions of them
+
+
+def held_its_quality(spec, new: Scored, tested: Scored, draws: int = 200) -> bool:
+    """Whether a model's headline metric on ``new`` rows is not worse than on the rows it was ``tested`` on beyond
+    chance: the 95% bootstrap interval of the difference (each set of rows resampled on its own, ``draws`` times,
+    seeded) reaches zero or the better side. Both are samples: a few hundred rows move an AUC by a few hundredths."""
+    rng = np.random.default_rng(0)
+
+    def resampled(rows: pd.DataFrame, pred: dict[str, np.ndarray]) -> np.ndarray:
+        picks = (rng.integers(0, len(rows), len(rows)) for _ in range(draws))
+        values = [score_rows(spec, rows.iloc[p], {k: v[p] for k, v in pred.items()})[spec.headline] for p in picks]
+        return np.asarray(values, dtype=float)
+
+    change = resampled(*new) - resampled(*tested)
+    if spec.headline in metrics.HIGHER_IS_BETTER:
+        return float(np.nanquantile(change, 0.975)) >= 0
+    return float(np.nanquantile(change, 0.025)) <= 0
 
 
 def _no_worse(new: float, old: float, metric: str, tolerance: float) -> bool:
