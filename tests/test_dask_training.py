@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from eqsms.cli import app
 from eqsms.settings import Settings
+from features.registry import monotone_constraints
 from features.validate import load
 from training import tracking
 from training.dask_fit import early_stopping_round, metric_by_round, round_losses
@@ -103,9 +104,16 @@ def test_dask_defect_risk_matches_the_single_machine_model(dask_client, datasets
     assert "[tree_learner: data]" in booster.model_to_string()  # fitted by the workers, not in this process
     assert booster.pandas_categorical and booster.pandas_categorical == local.bundle.booster.pandas_categorical
     assert len(distributed.backtest) == len(local.backtest) == 2
-    rows = distributed.test_rows  # the monotone constraints hold ("basic" on a cluster): more defects, no less risk
-    scores = np.array([distributed.bundle.score(rows.assign(defects_open=v)) for v in (0, 2, 5, 10, 40)])
-    assert np.all(np.diff(scores, axis=0) >= -1e-12)
+    # Every monotone constraint holds ("basic" on a cluster): each constrained feature set to rising values on every
+    # test row moves no row's risk against its declared direction.
+    bundle, rows = distributed.bundle, distributed.test_rows
+    signs = dict(zip(bundle.features, monotone_constraints(settings, "defect_risk", bundle.features), strict=True))
+    constrained = {f: c for f, c in signs.items() if c}
+    assert len(constrained) >= 4
+    for feature, sign in constrained.items():
+        grid = np.unique(np.nanquantile(ds.frame[feature].astype(float), [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1]))
+        scores = np.array([bundle.score(rows.assign(**{feature: v})) for v in grid])
+        assert np.all(sign * np.diff(scores, axis=0) >= -1e-12), feature
 
 
 @pytest.mark.slow
@@ -147,12 +155,15 @@ def test_train_on_dask_from_the_command_line(world, tmp_path, monkeypatch):
     monkeypatch.setenv("EQSMS_N_ESTIMATORS", "100")
     monkeypatch.setenv("EQSMS_BACKTEST_FOLDS", "2")
     monkeypatch.setenv("EQSMS_REFIT_ON_ALL_ROWS", "false")
+    # The command is tested, not the model: on 600 projects a dask fit sometimes loses to the logistic regression by
+    # a hair (once in session 8), and the gate rightly refuses it; quality is tested above, against the pandas fit.
+    monkeypatch.setenv("EQSMS_BASELINE_TOLERANCE", "1")
 
     result = CliRunner().invoke(app, ["train", str(world), "--model", "defect_risk", "--engine", "dask", "--promote"])
 
     assert result.exit_code == 0, result.output
     assert "training on Dask:" in result.output and "2 workers" in result.output
-    assert "boosters fitted by lightgbm.dask" in result.output and "v1 champion" in result.output
+    assert "boosters fitted by lightgbm.dask" in result.output and "v1 champion" in result.output, result.output
     assert "Finding random open ports" not in result.output  # LightGBM's network chatter stays in its logger
 
 
