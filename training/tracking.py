@@ -492,8 +492,7 @@ def _judge(
     version = client.get_model_version(name, challenger)
     spec = target(version.tags.get("target", name))
     metric, logged = spec.headline, client.get_run(version.run_id).data.metrics
-    tested = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
-    rows = pd.read_parquet(tested)
+    rows = logged_test_rows(version.run_id)
     new = logged.get(f"model.{metric}")
     if new is None:  # logged before the gate read the test metric: the registered model was the one tested
         new = gate_metric(load_bundle(f"models:/{name}/{challenger}"), rows)
@@ -534,6 +533,19 @@ def seen_until(bundle: ModelBundle) -> pd.Timestamp | None:
 TESTED = "_tested."  # test_rows.parquet's columns of the tested model's predictions (``_tested.probability``...)
 
 
+Scored = tuple[pd.DataFrame, dict[str, np.ndarray]]  # rows with their labels, and a model's predictions of them
+
+
+def tested_predictions(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The tested model's predictions of logged test rows (``with_tested``'s columns), keyed as ``predict``'s."""
+    return {c.removeprefix(TESTED): rows[c].to_numpy() for c in rows.columns if c.startswith(TESTED)}
+
+
+def logged_test_rows(run_id: str) -> pd.DataFrame:
+    """The test rows a training run logged (``with_tested``)."""
+    return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="test_rows.parquet"))
+
+
 def with_tested(result: TrainResult) -> pd.DataFrame:
     """The test rows as logged: ids, as_of, labels, features, and the tested model's predictions (the model fitted
     before them), so the gate can score it on any subset of them later."""
@@ -543,9 +555,9 @@ def with_tested(result: TrainResult) -> pd.DataFrame:
 
 def judged_on_fresh_rows(
     client: MlflowClient, name: str, champion: str, spec, rows: pd.DataFrame, logged: float
-) -> tuple[float, float, str, pd.DataFrame | None]:
+) -> tuple[float, float, str, Scored | None]:
     """The challenger's and the champion's headline metric on rows neither learned from, which rows, in words, and
-    those rows when they are newer than the champion's data (else None).
+    those rows with the champion's predictions when they are newer than its data (else None).
 
     The challenger's test rows after the champion's data (:func:`seen_until`: a champion refit on every row has
     learned from the older ones, and would look better than it is on them), each model judged on exactly those: the
@@ -555,11 +567,12 @@ def judged_on_fresh_rows(
     bundle = load_bundle(f"models:/{name}/{champion}")
     until = seen_until(bundle)
     fresh = rows if until is None else rows[pd.to_datetime(rows["as_of"]) > until]
-    tested = {c.removeprefix(TESTED): fresh[c].to_numpy() for c in fresh.columns if c.startswith(TESTED)}
+    tested = tested_predictions(fresh)
     if tested and not too_few_to_judge(spec, fresh):
         new = score_rows(spec, fresh, tested)[spec.headline]
         said = f"both on {len(fresh):,} test rows newer than the champion's data"
-        return new, gate_metric(bundle, fresh), said, fresh
+        theirs = bundle.predict(fresh)
+        return new, score_rows(spec, fresh, theirs)[spec.headline], said, (fresh, theirs)
     version = client.get_model_version(name, champion)
     theirs = client.get_run(version.run_id).data.metrics.get(f"model.{spec.headline}")
     if theirs is not None:
@@ -571,8 +584,9 @@ def judged_on_fresh_rows(
 REFERENCE_UNTIL = "monitor.reference_until"  # a champion version's tag: where its drift reference now ends
 
 
-def _move_reference(client: MlflowClient, name: str, champion: str, challenger: str, fresh: pd.DataFrame) -> str | None:
-    """When the gate keeps a champion that, on test rows newer than its data (``fresh``), held the quality it was
+def _move_reference(client: MlflowClient, name: str, champion: str, challenger: str, fresh: Scored) -> str | None:
+    """When the gate keeps a champion that, on test rows newer than its data (``fresh``, with its predictions), held
+    the quality it was
     tested with (:func:`held_its_quality`), the population up to the challenger's export is one it has been shown
     to serve: its drift reference moves there (the version's ``REFERENCE_UNTIL`` tag, read by
     ``monitoring.watch.reference_end``). Without this, a champion the gate keeps for months is judged against the
@@ -581,23 +595,19 @@ def _move_reference(client: MlflowClient, name: str, champion: str, challenger: 
     date set, or None."""
     version = client.get_model_version(name, champion)
     spec = target(version.tags.get("target", name))
-    path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="test_rows.parquet")
-    own = pd.read_parquet(path)
-    tested = {c.removeprefix(TESTED): own[c].to_numpy() for c in own.columns if c.startswith(TESTED)}
+    own = logged_test_rows(version.run_id)
+    tested = tested_predictions(own)
     if not tested:
         return None  # trained before the tested predictions were logged: nothing to compare with
-    bundle = load_bundle(f"models:/{name}/{champion}")
-    if not held_its_quality(spec, (fresh, bundle.predict(fresh)), (own, tested)):
+    if not held_its_quality(spec, fresh, (own, tested)):
         return None
-    until = load_bundle(f"models:/{name}/{challenger}").meta.get("data_until")
+    run_id = client.get_model_version(name, challenger).run_id  # its bundle's meta, logged beside it: not the model
+    until = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation.json").get("data_until")
     if not until:
         return None
     day = str(pd.Timestamp(until).date())
     client.set_model_version_tag(name, champion, REFERENCE_UNTIL, day)
     return day
-
-
-Scored = tuple[pd.DataFrame, dict[str, np.ndarray]]  # rows with their labels, and a model's predictions of them
 
 
 def held_its_quality(spec, new: Scored, tested: Scored, draws: int = 200) -> bool:
